@@ -1,0 +1,1 @@
+"""Distillation: the MIND trainer and its entry points."""
