@@ -1,0 +1,46 @@
+"""Shared fixtures: the real data in ../shared/data and small contract rows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MIND_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (override with MIND_SHARED_DATA). Missing data is an error, not a skip."""
+    if not (SHARED_DATA / "README.md").exists():
+        pytest.fail(f"real test data not found at {SHARED_DATA}; set MIND_SHARED_DATA")
+    return SHARED_DATA
+
+
+def make_rationale_row(**overrides: object) -> dict:
+    """A valid rationale row; override any field."""
+    row = dict(
+        question_id="q-0",
+        question="Tom has 3 apples and buys 2 more. How many apples does he have?",
+        gold_answer="5",
+        task="arith",
+        perspective="stepwise",
+        teacher="synthetic/reference",
+        sample_index=0,
+        rationale="3 + 2 = 5\nThe answer is 5.",
+        predicted_answer="5",
+        is_correct=True,
+        finish_reason="stop",
+        num_tokens=12,
+        seed=1234,
+        run_id="run-test",
+    )
+    row.update(overrides)
+    return row
+
+
+@pytest.fixture
+def rationale_row():
+    return make_rationale_row
