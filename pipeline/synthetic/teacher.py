@@ -1,0 +1,111 @@
+"""The reference teacher of the synthetic world: writes a problem's solution under a perspective.
+
+``ReferenceTeacher(noise).write(problem, perspective, seed)`` is a pure function of its
+arguments. Per sample, one uniform draw decides the noise: ``slip`` with probability
+``slip_rate`` (a wrong step that propagates to a wrong answer), else ``flaw`` with probability
+``flaw_rate`` (a wrong intermediate statement, right answer; falls back to ``none`` for a
+one-step problem in a perspective whose flaws are wrong intermediate results), else ``none``.
+Every rationale ends with the line ``The answer is N.``
+
+``num_tokens`` is a cheap proxy: the number of whitespace-separated words of the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .noise import clean_trace, flaw_trace, slip_trace
+from .perspectives import FLAW_KIND, PERSPECTIVES, RENDERERS
+from .rng import SplitMix64
+from .world import Problem
+
+TEACHER_NAME = "synthetic/reference"
+NOISE_KINDS: tuple[str, ...] = ("none", "slip", "flaw")
+
+
+def _check_rates(slip: float, flaw: float, where: str) -> None:
+    if not (0.0 <= slip <= 1.0 and 0.0 <= flaw <= 1.0 and slip + flaw <= 1.0):
+        raise ValueError(f"{where}: need 0 <= slip_rate, flaw_rate and slip_rate + flaw_rate <= 1")
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Noise rates of the reference teacher, with optional per-perspective overrides.
+
+    ``per_perspective`` maps a perspective to ``{"slip_rate": .., "flaw_rate": ..}`` (either key
+    may be left out to keep the global rate).
+    """
+
+    slip_rate: float = 0.0
+    flaw_rate: float = 0.0
+    per_perspective: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_rates(self.slip_rate, self.flaw_rate, "NoiseConfig")
+        for name, override in self.per_perspective.items():
+            if name not in RENDERERS:
+                raise ValueError(f"NoiseConfig.per_perspective: unknown perspective {name!r}")
+            unknown = set(override) - {"slip_rate", "flaw_rate"}
+            if unknown:
+                raise ValueError(f"NoiseConfig.per_perspective[{name!r}]: unknown key(s) {sorted(unknown)}")
+            _check_rates(*self.rates(name), f"NoiseConfig.per_perspective[{name!r}]")
+
+    def rates(self, perspective: str) -> tuple[float, float]:
+        """``(slip_rate, flaw_rate)`` for ``perspective``."""
+        override = self.per_perspective.get(perspective, {})
+        return override.get("slip_rate", self.slip_rate), override.get("flaw_rate", self.flaw_rate)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "slip_rate": self.slip_rate,
+            "flaw_rate": self.flaw_rate,
+            "per_perspective": {k: dict(v) for k, v in sorted(self.per_perspective.items())},
+        }
+
+
+@dataclass(frozen=True)
+class TeacherOutput:
+    """One rationale. ``answer`` is the final answer the text states (wrong after a slip)."""
+
+    text: str
+    num_tokens: int
+    noise: str  # "none" | "slip" | "flaw"
+    answer: int
+    noise_step: int | None = None  # index of the slipped / flawed step
+
+
+class ReferenceTeacher:
+    """Writes rationales from a problem's own solution steps (no model)."""
+
+    name = TEACHER_NAME
+
+    def __init__(self, noise: NoiseConfig | None = None):
+        self.noise = noise or NoiseConfig()
+        self._rates = {p: self.noise.rates(p) for p in PERSPECTIVES}
+
+    def write(self, problem: Problem, perspective: str, seed: int) -> TeacherOutput:
+        """The rationale of ``problem`` in ``perspective``; deterministic for ``seed``."""
+        try:
+            render = RENDERERS[perspective]
+        except KeyError:
+            raise ValueError(f"unknown perspective {perspective!r}; expected one of {PERSPECTIVES}") from None
+        rng = SplitMix64(seed)
+        slip_rate, flaw_rate = self._rates[perspective]
+        u = rng.random()
+        noise, step = "none", None
+        if u < slip_rate:
+            trace, step = slip_trace(problem.steps, rng)
+            noise = "slip"
+        else:
+            flawed = None
+            if u < slip_rate + flaw_rate:
+                flawed = flaw_trace(problem.steps, rng, FLAW_KIND.get(perspective, "result"))
+            if flawed is not None:
+                trace, step = flawed
+                noise = "flaw"
+            else:
+                trace = clean_trace(problem.steps)
+        answer = trace[-1][3]
+        text = f"{render(problem, trace, rng)}\nThe answer is {answer}."
+        return TeacherOutput(text=text, num_tokens=len(text.split()), noise=noise, answer=answer, noise_step=step)
