@@ -1,0 +1,649 @@
+"""Browse rationale shards (DESIGN §4 "Browse"): statistics, one question side by side, filtered lists.
+
+    python -m pipeline.browse DIR stats [--json]
+    python -m pipeline.browse DIR show QUESTION_ID [--width N] [--json]
+    python -m pipeline.browse DIR list [--perspective P] [--teacher T] [--task T]
+                                       [--correct | --incorrect | --unjudged]
+                                       [--finish-reason R] [--limit N] [--json]
+
+``DIR`` is a run directory (holding ``manifest.json``) or a folder of run directories;
+``--run RUN_ID`` keeps one run. Only shards listed in a manifest count. Shard schemas are
+checked from the Parquet footers only; every query is a lazy DuckDB scan over the explicit
+file list that reads only the columns it needs and pushes filters (and ``LIMIT``) down, so
+``stats`` on a million rows takes about half a second and ``show`` / ``list`` tens of
+milliseconds (plus interpreter start-up).
+
+The functions :func:`summary`, :func:`stats`, :func:`show` and :func:`list_rows` return
+plain dicts (for a web viewer or benchmarks); pass them an :class:`Shards` to reuse one
+discovery and DuckDB connection across calls. Bad input raises
+:class:`data_schemas.ContractError` naming the file; :func:`main` maps it to exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data_schemas import MANIFEST_NAME, RATIONALE_COLUMNS, SCHEMA_VERSION, ContractError, find_runs, load_manifest
+from data_schemas.io import SHARD_DIR
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["RunInfo", "Shards", "list_rows", "main", "show", "stats", "summary"]
+
+VERDICTS = {True: "✓", False: "✗", None: "?"}
+VERDICT_FILTERS = {
+    "correct": "is_correct",
+    "incorrect": "is_correct = false",
+    "unjudged": "is_correct IS NULL",
+}
+
+
+# ---------------------------------------------------------------- discovery and validation
+@dataclass(frozen=True)
+class RunInfo:
+    """One rationale run directory and its finished shards (as listed in the manifest)."""
+
+    run_id: str
+    path: Path
+    shards: tuple[Path, ...]
+    rows: int  # row count according to the manifest
+    complete: bool
+
+
+def _type_ok(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """Whether a file column of type ``actual`` reads losslessly enough as contract type ``expected``."""
+    if pa.types.is_dictionary(actual):
+        actual = actual.value_type
+    if pa.types.is_string(expected):
+        return pa.types.is_string(actual) or pa.types.is_large_string(actual) or pa.types.is_string_view(actual)
+    if pa.types.is_integer(expected):
+        return pa.types.is_integer(actual)
+    if pa.types.is_boolean(expected):
+        return pa.types.is_boolean(actual)
+    return actual == expected
+
+
+def check_shard_schema(path: Path) -> None:
+    """Check a shard's footer: readable Parquet, supported version, required columns with sane types."""
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ContractError(str(path), f"unreadable Parquet file ({_one_line(str(exc))})") from None
+    meta = schema.metadata or {}
+    try:
+        version = int(meta.get(b"mind.schema_version", str(SCHEMA_VERSION).encode()).decode())
+    except ValueError:
+        version = SCHEMA_VERSION
+    if version > SCHEMA_VERSION:
+        raise ContractError(str(path), f"schema_version {version} is newer than supported ({SCHEMA_VERSION})")
+    for col in RATIONALE_COLUMNS:
+        if not col.required:
+            continue
+        idx = schema.get_field_index(col.name)
+        if idx < 0:
+            raise ContractError(str(path), f"missing required column {col.name!r} ({col.type})")
+        actual = schema.field(idx).type
+        if not _type_ok(actual, col.type):
+            raise ContractError(str(path), f"column {col.name!r} has type {actual}, expected {col.type}")
+
+
+class Shards:
+    """The finished rationale shards under ``root`` (optionally of one run), queried with DuckDB."""
+
+    def __init__(self, root: str | Path, run: str | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ContractError(str(self.root), "no such directory" if not self.root.exists() else "not a directory")
+        runs: list[RunInfo] = []
+        other: list[str] = []
+        for run_dir in find_runs(self.root):
+            manifest = load_manifest(run_dir)
+            if manifest.kind != "rationales":
+                continue
+            other.append(manifest.run_id)
+            if run is not None and run not in (manifest.run_id, run_dir.name):
+                continue
+            shards = []
+            for info in manifest.shards:
+                path = run_dir / SHARD_DIR / f"{info.name}.parquet"
+                if not path.is_file():
+                    raise ContractError(str(path), f"listed in {run_dir / MANIFEST_NAME} but missing on disk")
+                shards.append(path)
+            runs.append(RunInfo(manifest.run_id, run_dir, tuple(shards), manifest.rows, manifest.complete))
+        if not runs:
+            if run is not None and other:
+                raise ContractError(str(self.root), f"no run {run!r} (runs: {', '.join(sorted(set(other)))})")
+            what = f"run {run!r}" if run is not None else "rationale runs (no manifest.json found)"
+            raise ContractError(str(self.root), f"no {what}")
+        self.runs = runs
+        self.files: list[Path] = [p for r in runs for p in r.shards]
+        if not self.files:
+            raise ContractError(str(self.root), "no finished rationale shards listed in the manifest(s)")
+        for path in self.files:
+            check_shard_schema(path)
+        self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(":memory:")
+        self._source = "read_parquet([" + ", ".join(_sql_str(str(p)) for p in self.files) + "])"
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run ``sql`` (``{src}`` stands for the shard scan) and return rows as dicts."""
+        try:
+            return self._run(sql.replace("{src}", self._source), params)
+        except duckdb.Error as exc:
+            raise self._map_error(exc, sql, params) from None
+
+    def _run(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        if self._con is None:
+            raise RuntimeError("Shards is closed")
+        cur = self._con.cursor()  # one cursor per query: safe to share a Shards across threads
+        try:
+            cur.execute(sql, list(params))
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            cur.close()
+
+    def _map_error(self, exc: duckdb.Error, sql: str, params: Sequence[Any]) -> ContractError:
+        """A DuckDB error as a ContractError naming the shard at fault (else the root).
+
+        DuckDB names the file in most messages; when it does not, the query is re-run on
+        one file at a time to find it (only on this error path).
+        """
+        msg = str(exc)
+        where = next((str(p) for p in self.files if str(p) in msg), None)
+        if where is None and len(self.files) == 1:
+            where = str(self.files[0])
+        sql_bug = isinstance(exc, duckdb.ParserException | duckdb.BinderException | duckdb.CatalogException)
+        if where is None and not sql_bug:
+            for p in self.files:
+                try:
+                    self._run(sql.replace("{src}", f"read_parquet([{_sql_str(str(p))}])"), params)
+                except duckdb.Error:
+                    where = str(p)
+                    break
+        return ContractError(where or str(self.root), f"cannot read shard data ({_one_line(msg)})")
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Shards:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _one_line(s: str, limit: int = 300) -> str:
+    s = " ".join(s.split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+@contextlib.contextmanager
+def _open(root: str | Path | Shards, run: str | None) -> Iterator[Shards]:
+    """Use ``root`` if it is already a Shards (left open), else open one for this call."""
+    if isinstance(root, Shards):
+        yield root
+    else:
+        with Shards(root, run) as sh:
+            yield sh
+
+
+# ---------------------------------------------------------------- API
+def summary(root: str | Path | Shards, run: str | None = None) -> dict[str, Any]:
+    """Runs, shards, total rows, distinct questions and tasks."""
+    with _open(root, run) as sh:
+        row = sh.query(
+            "SELECT count(*) AS rows, count(DISTINCT question_id) AS questions, "
+            "list(DISTINCT task ORDER BY task) AS tasks FROM {src}"
+        )[0]
+    return {
+        "root": str(sh.root),
+        "runs": len(sh.runs),
+        "shards": len(sh.files),
+        "rows": row["rows"],
+        "questions": row["questions"],
+        "tasks": row["tasks"] or [],
+        "run_list": [
+            {"run_id": r.run_id, "path": str(r.path), "shards": len(r.shards), "rows": r.rows,
+             "complete": r.complete}
+            for r in sh.runs
+        ],
+    }
+
+
+def stats(root: str | Path | Shards, run: str | None = None) -> list[dict[str, Any]]:
+    """Per (perspective, teacher): rows, % correct / unjudged, length mean and p95, finish reasons.
+
+    Lengths come in three flavours: ``tokens_*`` (over rows with ``num_tokens``; None if none),
+    ``chars_*`` (characters of the rationale) and ``len_*`` (``num_tokens`` where present,
+    else characters; ``len_unit`` says which: tokens, chars or mixed). p95 interpolates
+    linearly (``quantile_cont``, like numpy's default).
+    """
+    with _open(root, run) as sh:
+        rows = sh.query(
+            """
+            SELECT perspective, teacher,
+                   count(*) AS rows,
+                   count_if(is_correct) AS correct,
+                   count_if(is_correct = false) AS incorrect,
+                   count_if(is_correct IS NULL) AS unjudged,
+                   count(num_tokens) AS with_tokens,
+                   avg(num_tokens) AS tokens_mean,
+                   quantile_cont(num_tokens, 0.95) AS tokens_p95,
+                   avg(length(rationale)) AS chars_mean,
+                   quantile_cont(length(rationale), 0.95) AS chars_p95,
+                   avg(coalesce(num_tokens, length(rationale))) AS len_mean,
+                   quantile_cont(coalesce(num_tokens, length(rationale)), 0.95) AS len_p95,
+                   histogram(finish_reason) AS finish
+            FROM {src}
+            GROUP BY perspective, teacher
+            ORDER BY perspective, teacher
+            """
+        )
+    out = []
+    for r in rows:
+        n = r["rows"]
+        finish = dict(sorted(r.pop("finish").items(), key=lambda kv: (-kv[1], kv[0])))
+        judged = r["correct"] + r["incorrect"]
+        r.update(
+            correct_pct=100.0 * r["correct"] / n,
+            unjudged_pct=100.0 * r["unjudged"] / n,
+            judged_accuracy_pct=100.0 * r["correct"] / judged if judged else None,
+            len_unit="tokens" if r["with_tokens"] == n else "chars" if r["with_tokens"] == 0 else "mixed",
+            finish_reasons=finish,
+        )
+        for key in ("tokens_mean", "tokens_p95", "chars_mean", "chars_p95", "len_mean", "len_p95"):
+            r[key] = float(r[key]) if r[key] is not None else None
+        out.append(r)
+    return out
+
+
+SHOW_COLUMNS = (
+    "run_id, question_id, question, gold_answer, task, perspective, teacher, sample_index, rationale, "
+    "predicted_answer, is_correct, finish_reason, num_tokens"
+)
+
+
+def show(root: str | Path | Shards, question_id: str, run: str | None = None) -> dict[str, Any]:
+    """One question (text, gold answer, task) with every rationale of it, sorted by perspective.
+
+    Raises ``ContractError`` for an unknown id, with close ids as a hint when there are any.
+    """
+    with _open(root, run) as sh:
+        rows = sh.query(
+            f"SELECT {SHOW_COLUMNS} FROM {{src}} WHERE question_id = ? "
+            "ORDER BY perspective, teacher, sample_index, run_id",
+            [question_id],
+        )
+        if not rows:
+            hint = suggest_ids(sh, question_id)
+            more = f"; did you mean: {', '.join(hint)}?" if hint else ""
+            raise ContractError(str(sh.root), f"unknown question id {question_id!r}{more}")
+    first = rows[0]
+    rationales = [
+        {k: r[k] for k in r if k not in ("question_id", "question", "gold_answer", "task")}
+        | {"verdict": VERDICTS[r["is_correct"]]}
+        for r in rows
+    ]
+    return {
+        "question_id": question_id,
+        "question": first["question"],
+        "gold_answer": first["gold_answer"],
+        "task": first["task"],
+        "runs": sorted({r["run_id"] for r in rows}),
+        "perspectives": sorted({r["perspective"] for r in rows}),
+        "rationales": rationales,
+    }
+
+
+def suggest_ids(root: str | Path | Shards, question_id: str, n: int = 5, run: str | None = None) -> list[str]:
+    """Up to ``n`` known question ids that extend ``question_id`` or share a long prefix with it."""
+    prefix = question_id[: max(1, len(question_id) // 2)]
+    with _open(root, run) as sh:
+        found = sh.query(
+            "SELECT DISTINCT question_id FROM {src} WHERE starts_with(question_id, ?) LIMIT 5000", [prefix]
+        )
+    ids = [r["question_id"] for r in found]
+    extending = sorted(i for i in ids if i.startswith(question_id))
+    if extending:
+        return extending[:n]
+    return difflib.get_close_matches(question_id, ids, n=n, cutoff=0.6)
+
+
+def list_rows(
+    root: str | Path | Shards,
+    *,
+    run: str | None = None,
+    perspective: str | None = None,
+    teacher: str | None = None,
+    task: str | None = None,
+    verdict: str | None = None,
+    finish_reason: str | None = None,
+    limit: int | None = 20,
+    excerpt_chars: int = 80,
+) -> list[dict[str, Any]]:
+    """Rationales matching every given filter, in shard order (question id within a shard).
+
+    ``verdict`` is ``correct``, ``incorrect`` or ``unjudged``; ``limit`` None or 0 means all
+    rows. ``excerpt`` is the tail of the rationale (where the answer is) on one line.
+    """
+    where, params = [], []
+    for col, value in (
+        ("perspective", perspective),
+        ("teacher", teacher),
+        ("task", task),
+        ("finish_reason", finish_reason),
+    ):
+        if value is not None:
+            where.append(f"{col} = ?")
+            params.append(value)
+    if verdict is not None:
+        if verdict not in VERDICT_FILTERS:
+            raise ValueError(f"verdict must be one of {sorted(VERDICT_FILTERS)}, got {verdict!r}")
+        where.append(VERDICT_FILTERS[verdict])
+    sql = (
+        "SELECT run_id, question_id, perspective, teacher, sample_index, is_correct, predicted_answer, "
+        "gold_answer, finish_reason, num_tokens, right(rationale, ?) AS tail FROM {src}"
+    )
+    params.insert(0, max(4 * excerpt_chars, 200))
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    with _open(root, run) as sh:
+        rows = sh.query(sql, params)
+    for r in rows:
+        tail = " ".join(r.pop("tail").split())
+        r["excerpt"] = tail if len(tail) <= excerpt_chars else "…" + tail[-(excerpt_chars - 1) :]
+        r["verdict"] = VERDICTS[r["is_correct"]]
+    return rows
+
+
+# ---------------------------------------------------------------- rendering
+def _fmt_num(x: float | None, digits: int = 0) -> str:
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def _verdict_style(is_correct: bool | None) -> str:
+    return {True: "green", False: "red", None: "yellow"}[is_correct]
+
+
+def _console(width: int | None = None) -> Console:
+    from rich.console import Console
+
+    if width is None and not sys.stdout.isatty():
+        # rich falls back to 80 columns when piped; tables of ids and teachers need more
+        width = int(os.environ.get("COLUMNS", "160"))
+    return Console(width=width, highlight=False, soft_wrap=False, emoji=False)
+
+
+def render_stats(info: dict[str, Any], groups: list[dict[str, Any]], width: int | None = None) -> None:
+    from rich import box
+    from rich.table import Table
+
+    console = _console(width)
+    tasks = _escape(", ".join(info["tasks"]) or "–")
+    console.print(
+        f"[bold]{_escape(info['root'])}[/]: {info['runs']} run(s) · {info['shards']} shard(s) · "
+        f"{info['rows']:,} rows · {info['questions']:,} questions · tasks: {tasks}"
+    )
+    if 1 < len(info["run_list"]) <= 20:
+        for r in info["run_list"]:
+            state = "complete" if r["complete"] else "in progress"
+            console.print(f"  {r['run_id']}: {r['shards']} shard(s), {r['rows']:,} rows, {state}", markup=False)
+    table = Table(
+        header_style="bold", box=box.SIMPLE_HEAD, caption="✓ correct, ? unjudged (% of rows); lengths: mean / p95"
+    )
+    table.add_column("perspective", no_wrap=True)
+    table.add_column("teacher", no_wrap=True)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("✓ %", justify="right", no_wrap=True)
+    table.add_column("? %", justify="right", no_wrap=True)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("chars", justify="right", no_wrap=True)
+    table.add_column("finish reasons")
+    for g in groups:
+        pct = g["correct_pct"]
+        color = "green" if pct >= 80 else "yellow" if pct >= 50 else "red"
+        finish = " · ".join(f"{k} {v:,}" for k, v in g["finish_reasons"].items())
+        table.add_row(
+            _escape(g["perspective"]),
+            _escape(g["teacher"]),
+            f"{g['rows']:,}",
+            f"[{color}]{pct:.1f}[/]",
+            f"{g['unjudged_pct']:.1f}",
+            f"{_fmt_num(g['tokens_mean'])} / {_fmt_num(g['tokens_p95'])}",
+            f"{_fmt_num(g['chars_mean'])} / {_fmt_num(g['chars_p95'])}",
+            _escape(finish),
+        )
+    console.print(table)
+
+
+def render_show(data: dict[str, Any], width: int | None = None) -> None:
+    from rich.columns import Columns
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.text import Text
+
+    console = _console(width)
+    console.print(
+        f"[bold]{escape(data['question_id'])}[/] · task {escape(data['task'])} · "
+        f"gold [bold cyan]{escape(data['gold_answer'])}[/] · {len(data['rationales'])} rationale(s)"
+    )
+    console.print(Text(data["question"]))
+    console.print()
+    many_runs = len(data["runs"]) > 1
+    panels, longest = [], 0
+    for r in data["rationales"]:
+        title = f"{r['perspective']} · {r['teacher']} · #{r['sample_index']}"
+        if many_runs:
+            title += f" · {r['run_id']}"
+        longest = max(longest, len(title))
+        body = Text(r["rationale"])
+        pred = r["predicted_answer"]
+        if pred:
+            at = r["rationale"].rfind(pred)
+            if at >= 0:
+                body.stylize("bold reverse", at, at + len(pred))
+        style = _verdict_style(r["is_correct"])
+        tokens = f" · {r['num_tokens']} tok" if r["num_tokens"] is not None else ""
+        subtitle = Text.assemble(
+            (f"{r['verdict']} ", f"bold {style}"),
+            (pred if pred is not None else "no answer", "bold"),
+            f" · {r['finish_reason']}{tokens}",
+        )
+        panels.append(Panel(body, title=Text(title), subtitle=subtitle, border_style=style))
+    # wide enough for the titles, at most 72; Columns puts as many side by side as fit
+    n = max(1, len(panels))
+    fair = (console.width - (n - 1)) // n
+    col_width = min(console.width, max(min(longest + 8, 72), min(fair, 72), 30))
+    console.print(Columns(panels, width=col_width, padding=(0, 1)))
+
+
+def _list_cells(r: dict[str, Any]) -> dict[str, str]:
+    return {
+        "question_id": r["question_id"],
+        "perspective": r["perspective"],
+        "teacher": r["teacher"],
+        "#": str(r["sample_index"]),
+        "ok": r["verdict"],
+        "predicted": r["predicted_answer"] if r["predicted_answer"] is not None else "–",
+        "gold": r["gold_answer"],
+        "finish": r["finish_reason"],
+    }
+
+
+# (column, widest it gets, narrowest it may be squeezed to), in squeeze order for `list`
+_LIST_LAYOUT = (
+    ("teacher", 28, 8),
+    ("predicted", 14, 5),
+    ("gold", 14, 5),
+    ("perspective", 16, 8),
+    ("question_id", 36, 16),
+    ("finish", 8, 6),
+    ("#", 4, 1),
+    ("ok", 2, 2),
+)
+_LIST_ORDER = ("question_id", "perspective", "teacher", "#", "ok", "predicted", "gold", "finish")
+
+
+def render_list(rows: list[dict[str, Any]], more: bool, width: int | None = None) -> None:
+    from rich import box
+    from rich.table import Table
+
+    console = _console(width)
+    cells = [_list_cells(r) for r in rows]
+    widths = {name: min(hi, max([len(name)] + [len(c[name]) for c in cells])) for name, hi, _ in _LIST_LAYOUT}
+    lows = {name: lo for name, _, lo in _LIST_LAYOUT}
+    gap = 3  # padding either side of a column plus the (blank) divider
+    excerpt_max = max([16] + [len(r["excerpt"]) for r in rows])
+    want = min(excerpt_max, 24)
+
+    def room() -> int:
+        return console.width - sum(widths.values()) - gap * len(widths)
+
+    # squeeze the text columns (most slack first) until the excerpt gets a fair share
+    while room() < want:
+        name = max(widths, key=lambda k: widths[k] - lows[k])
+        if widths[name] <= lows[name]:
+            break
+        widths[name] -= 1
+    for name in ("finish", "#"):  # still too narrow: drop the least useful columns
+        if room() < 16:
+            del widths[name]
+    excerpt_width = max(8, min(excerpt_max, room()))
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    names = [n for n in _LIST_ORDER if n in widths]
+    for name in names:
+        justify: Literal["left", "center", "right"] = "right" if name == "#" else "center" if name == "ok" else "left"
+        table.add_column(name, width=widths[name], no_wrap=True, overflow="ellipsis", justify=justify)
+    table.add_column("rationale (tail)", width=excerpt_width, no_wrap=True, overflow="ellipsis")
+    for r, c in zip(rows, cells, strict=True):
+        out = [f"[{_verdict_style(r['is_correct'])}]{c[n]}[/]" if n == "ok" else _escape(c[n]) for n in names]
+        tail = r["excerpt"]
+        if len(tail) > excerpt_width:  # keep the end, where the answer is
+            tail = "…" + tail[-(excerpt_width - 1) :]
+        table.add_row(*out, _escape(tail))
+    console.print(table)
+    if more:
+        console.print(f"[dim]… more rows match (showing {len(rows)}; raise --limit, 0 = all)[/]")
+    elif not rows:
+        console.print("[dim]no rows match[/]")
+
+
+def _escape(s: str) -> str:
+    from rich.markup import escape
+
+    return escape(s)
+
+
+# ---------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.browse",
+        description="Browse rationale shards: per-perspective statistics, one question side by side, filtered lists.",
+    )
+    parser.add_argument("dir", metavar="DIR", help="a run directory or a folder containing run directories")
+    parser.add_argument("--run", metavar="RUN_ID", help="only this run (manifest run_id or directory name)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--run", metavar="RUN_ID", default=argparse.SUPPRESS, help="only this run")
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.add_argument("--width", type=int, default=None, help="terminal width for the output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{stats,show,list}")
+
+    sub.add_parser("stats", parents=[common], help="per perspective × teacher statistics")
+
+    p_show = sub.add_parser("show", parents=[common], help="one question with all its rationales side by side")
+    p_show.add_argument("question_id", metavar="QUESTION_ID")
+
+    p_list = sub.add_parser("list", parents=[common], help="one row per rationale, filtered")
+    p_list.add_argument("--perspective")
+    p_list.add_argument("--teacher")
+    p_list.add_argument("--task")
+    p_list.add_argument("--finish-reason", dest="finish_reason")
+    verdict = p_list.add_mutually_exclusive_group()
+    for v in VERDICT_FILTERS:
+        verdict.add_argument(f"--{v}", dest="verdict", action="store_const", const=v, help=f"only {v} rationales")
+    p_list.add_argument("--limit", type=int, default=20, help="at most N rows (default 20; 0 = all)")
+    p_list.add_argument("--excerpt-chars", type=int, default=80, help="length of the rationale excerpt")
+    return parser
+
+
+def _write_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 on bad input, with ``PATH: reason`` on stderr)."""
+    args = build_parser().parse_args(argv)
+    try:
+        sh = Shards(args.dir, args.run)
+        try:
+            if args.command == "stats":
+                info, groups = summary(sh), stats(sh)
+                if args.json:
+                    _write_json({"summary": info, "groups": groups})
+                else:
+                    render_stats(info, groups, args.width)
+            elif args.command == "show":
+                data = show(sh, args.question_id)
+                if args.json:
+                    _write_json(data)
+                else:
+                    render_show(data, args.width)
+            else:
+                limit = args.limit if args.limit and args.limit > 0 else None
+                rows = list_rows(
+                    sh,
+                    perspective=args.perspective,
+                    teacher=args.teacher,
+                    task=args.task,
+                    verdict=args.verdict,
+                    finish_reason=args.finish_reason,
+                    limit=limit + 1 if limit else None,
+                    excerpt_chars=max(10, args.excerpt_chars),
+                )
+                more = limit is not None and len(rows) > limit
+                rows = rows[:limit] if limit else rows
+                if args.json:
+                    _write_json(rows)
+                else:
+                    render_list(rows, more, args.width)
+        finally:
+            sh.close()
+    except ContractError as exc:
+        print(_one_line(str(exc), 1000), file=sys.stderr)
+        return 2
+    except (OSError, pa.ArrowException, duckdb.Error) as exc:
+        if isinstance(exc, BrokenPipeError):
+            # the reader went away (e.g. `| head`): stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
+        where = getattr(exc, "filename", None) or args.dir
+        print(f"{where}: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
