@@ -1,0 +1,1 @@
+"""Built-in perspective sets (YAML package data); load them with ``pipeline.perspectives``."""
