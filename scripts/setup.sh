@@ -34,8 +34,13 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
         "${PIP[@]}" install "torch==$TORCH_VERSION"
     else
         echo "setup: no GPU: installing the CPU build of torch==$TORCH_VERSION"
-        "${PIP[@]}" install -q --no-index "torch==$TORCH_VERSION" 2>/dev/null \
-            || "${PIP[@]}" install "torch==$TORCH_VERSION" --index-url "$CPU_INDEX"
+        # a CPU wheel already reachable through pip's find-links (offline machines) first;
+        # then its dependencies from the usual index (torch itself is then satisfied)
+        if "${PIP[@]}" install -q --no-index --no-deps "torch==$TORCH_VERSION" >/dev/null 2>&1; then
+            "${PIP[@]}" install -q "torch==$TORCH_VERSION"
+        else
+            "${PIP[@]}" install "torch==$TORCH_VERSION" --index-url "$CPU_INDEX"
+        fi
     fi
 fi
 
