@@ -210,7 +210,7 @@ def synthetic_questions(
     """Questions of the built-in synthetic world (§6): ``split`` in train, test, ood_steps,
     ood_template, retention. ``config`` is a ``WorldConfig`` or a dict of its fields; ``seed``
     and other keyword options override fields of it."""
-    from .synthetic.world import WorldConfig, generate_questions
+    from .synthetic.world import WorldConfig, iter_problems, question_row
 
     if path is not None:
         raise ValueError("the synthetic source takes no path")
@@ -228,9 +228,9 @@ def synthetic_questions(
         if unknown:
             raise ValueError(f"unknown synthetic world option(s) {unknown}; WorldConfig has {sorted(fields)}")
         cfg = dataclasses.replace(cfg, **overrides)
-    for i, row in enumerate(generate_questions(cfg, split, n)):
+    for i, problem in enumerate(iter_problems(cfg, split, 0, n)):  # lazy: memory flat in n
         try:
-            yield validate_row(row, "questions")
+            yield validate_row(question_row(problem, cfg), "questions")
         except ValueError as exc:
             raise ContractError(f"synthetic world ({split}) question {i}", str(exc)) from None
 

@@ -1,0 +1,230 @@
+"""The ``synthesize`` Prefect flow: teachers write rationales per shard, verified, as Parquet.
+
+In-process on the embedded default (synthetic world, reference teacher, all perspectives)::
+
+    python -m flows.synthesize --out runs/synth --num-questions 200 [--config my.yaml]
+
+Questions are split into shards; each shard is one Prefect task (retries, at most
+``max_concurrency`` in flight on the configured task runner). Resume does not rely on Prefect's
+result cache: a shard listed in ``OUT/<run_id>/manifest.json`` is finished (atomic rename
+first, then the manifest) and is never submitted again, so a run killed at any moment,
+SIGKILL included, completes on the next call with no duplicate and no missing row. The run id
+is a hash of everything that changes outputs (source, perspectives and their prompts,
+teachers, sampling, samples, seed, shard size), so a changed parameter writes a new run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from data_schemas import ContractError, RunWriter, load_manifest
+from pipeline import browse
+from pipeline.synthesis import (
+    ShardResult,
+    SynthesisConfig,
+    check_tasks,
+    iter_question_shards,
+    load_config,
+    run_shard,
+)
+from pipeline.teachers import cached_teacher
+
+
+@task(name="synthesize-shard", cache_policy=NO_CACHE, persist_result=False, retry_delay_seconds=[2, 10, 30])
+def synthesize_shard(
+    config: dict[str, Any], run_dir: str, run_id: str, name: str, questions: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Generate, verify and write one shard (a no-op when the shard is already finished)."""
+    cfg = SynthesisConfig.model_validate(config)
+    return run_shard(cfg, run_dir, run_id, name, questions).to_dict()
+
+
+def make_task_runner(cfg: SynthesisConfig) -> Any:
+    """Thread pool by default; Dask or Ray with the ``[dask]`` / ``[ray]`` extras."""
+    options = dict(cfg.task_runner_options)
+    if cfg.task_runner == "thread":
+        return ThreadPoolTaskRunner(max_workers=options.get("max_workers", cfg.max_concurrency))
+    module, cls, extra = {
+        "dask": ("prefect_dask", "DaskTaskRunner", "dask"),
+        "ray": ("prefect_ray", "RayTaskRunner", "ray"),
+    }[cfg.task_runner]
+    try:
+        runner_cls = getattr(__import__(module), cls)
+    except ImportError:
+        raise ContractError(
+            "task_runner", f"{cfg.task_runner!r} needs the extra: pip install 'mind-distill[{extra}]'"
+        ) from None
+    return runner_cls(**options)
+
+
+def _progress_text(done: int, total_known: int | None, rows: int, skipped: int) -> str:
+    of = f"/{total_known}" if total_known else ""
+    return f"{done}{of} shards finished ({skipped} from an earlier attempt), {rows:,} rationales written now"
+
+
+def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
+    """Body of the flow (inside a flow run): plan shards, submit with back-pressure, summarise."""
+    logger = get_run_logger()
+    t0 = time.perf_counter()
+    run_id = cfg.run_id()
+    run_dir = Path(out) / run_id
+    for spec in cfg.teachers:  # fail on a bad teacher before any work (and load engines once)
+        cached_teacher(spec)
+    writer = RunWriter(run_dir, run_id, config={**cfg.identity(), "config": cfg.model_dump(mode="json")})
+    done_before = {s.name for s in load_manifest(run_dir).shards}
+    total = -(-cfg.num_questions // cfg.shard_size) if cfg.num_questions and cfg.source.kind == "synthetic" else None
+    logger.info("run %s -> %s (%d shard(s) already finished)", run_id, run_dir, len(done_before))
+    progress_id = create_progress_artifact(0.0, key="synthesize-progress", description=f"run {run_id}")
+
+    config = cfg.model_dump(mode="json")
+    inflight: deque[PrefectFuture] = deque()
+    results: list[ShardResult] = []
+    skipped = planned = 0
+    first = True
+
+    def collect(future: PrefectFuture) -> None:
+        result = ShardResult.from_dict(future.result())
+        results.append(result)
+        written = sum(r.rows for r in results)
+        finished = len(results) + skipped
+        logger.info("shard %s: %d rationales in %.2fs", result.name, result.rows, result.total_s)
+        pct = 100.0 * finished / total if total else 0.0
+        update_progress_artifact(progress_id, min(pct, 100.0), _progress_text(finished, total, written, skipped))
+
+    task_ = synthesize_shard.with_options(retries=cfg.task_retries)
+    for name, questions in iter_question_shards(cfg):
+        if first:
+            check_tasks(cfg, questions[0])
+            first = False
+        planned += 1
+        if name in done_before:
+            skipped += 1
+            continue
+        while len(inflight) >= cfg.max_concurrency:  # back-pressure: memory flat in the number of questions
+            finished = next(as_completed(list(inflight)))
+            inflight.remove(finished)
+            collect(finished)
+        inflight.append(task_.submit(config, str(run_dir), run_id, name, questions))
+    for f in list(inflight):
+        collect(f)
+    if planned == 0:
+        raise ContractError(f"source {cfg.source.kind}", "no questions")
+
+    groups = browse.stats(run_dir)
+    manifest = writer.finalize({"groups": groups, "shards": planned})
+    update_progress_artifact(progress_id, 100.0, _progress_text(planned, planned, sum(r.rows for r in results), skipped))
+    table = [
+        {
+            "perspective": g["perspective"], "teacher": g["teacher"], "rows": g["rows"],
+            "% correct": round(g["correct_pct"], 1), "% unjudged": round(g["unjudged_pct"], 1),
+            "errors": g["finish_reasons"].get("error", 0), "mean tokens": round(g["tokens_mean"] or 0.0, 1),
+        }
+        for g in groups
+    ]  # fmt: skip
+    create_table_artifact(table, key="synthesize-yield", description=f"run {run_id}: per perspective x teacher")
+    errors = sum(row["errors"] for row in table)
+    if errors:
+        logger.warning("%d rationale(s) failed in the teacher (finish_reason='error'); see the table", errors)
+    timing = {
+        "teacher_s": sum(r.teacher_s for r in results), "verify_s": sum(r.verify_s for r in results),
+        "write_s": sum(r.write_s for r in results), "shard_total_s": sum(r.total_s for r in results),
+    }  # fmt: skip
+    return {
+        "run_id": run_id, "run_dir": str(run_dir), "rows": manifest.rows, "shards": planned,
+        "shards_written": len(results), "shards_skipped": skipped, "rows_written": sum(r.rows for r in results),
+        "errors": errors, "seconds": time.perf_counter() - t0, "timing": timing, "groups": table,
+    }  # fmt: skip
+
+
+@flow(name="synthesize", persist_result=False, log_prints=True)
+def synthesize(
+    out: str,
+    config: str | None = None,
+    num_questions: int | None = None,
+    samples: int | None = None,
+    seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Synthesize verified rationales into ``out/<run_id>/`` (see the module docstring).
+
+    ``config`` is a YAML file of :class:`pipeline.synthesis.SynthesisConfig` fields;
+    ``num_questions``, ``samples``, ``seed`` and ``overrides`` replace its fields.
+    """
+    direct = {"num_questions": num_questions, "samples": samples, "seed": seed}
+    cfg = load_config(config, **{**(overrides or {}), **{k: v for k, v in direct.items() if v is not None}})
+    return run_synthesis(cfg, out)
+
+
+def run(out: str, config: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Validate the config (before any Prefect start-up), then run the flow on its task runner."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    cfg = load_config(config, **overrides)
+    return synthesize.with_options(task_runner=make_task_runner(cfg))(out=out, config=config, overrides=overrides)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(emoji=False, width=None if sys.stdout.isatty() else 160)
+    table = Table(title=f"run {summary['run_id']}: {summary['rows']:,} rationales in {summary['run_dir']}")
+    for col in ("perspective", "teacher", "rows", "% correct", "% unjudged", "errors", "mean tokens"):
+        table.add_column(col, justify="left" if col in ("perspective", "teacher") else "right", no_wrap=True)
+    for row in summary["groups"]:
+        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
+    console.print(table)
+    t = summary["timing"]
+    rate = summary["rows_written"] / summary["seconds"] if summary["seconds"] else 0.0
+    console.print(
+        f"{summary['shards_written']} shard(s) written, {summary['shards_skipped']} already finished; "
+        f"{summary['rows_written']:,} rationales in {summary['seconds']:.1f}s ({rate:,.0f}/s; "
+        f"teacher {t['teacher_s']:.1f}s, verify {t['verify_s']:.1f}s, write {t['write_s']:.1f}s)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.synthesize", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="output folder; the run goes to OUT/<run_id>/")
+    parser.add_argument("--config", help="YAML file of SynthesisConfig fields (default: the embedded default)")
+    parser.add_argument("--num-questions", type=int, help="first N questions of the source (default 200)")
+    parser.add_argument("--samples", type=int, help="rationales per question, perspective and teacher (default 2)")
+    parser.add_argument("--seed", type=int, help="run seed (default 0)")
+    parser.add_argument("--shard-size", type=int, help="questions per shard (default 100)")
+    parser.add_argument("--max-concurrency", type=int, help="shards in flight (default 4)")
+    parser.add_argument("--teacher", action="append", help="teacher spec, e.g. synthetic or transformers:PATH (repeat)")
+    parser.add_argument("--perspectives", help="comma-separated perspective names")
+    parser.add_argument("--perspective-set", help="built-in set name or YAML file")
+    args = parser.parse_args(argv)
+    try:
+        summary = run(
+            args.out,
+            args.config,
+            num_questions=args.num_questions,
+            samples=args.samples,
+            seed=args.seed,
+            shard_size=args.shard_size,
+            max_concurrency=args.max_concurrency,
+            teachers=args.teacher,
+            perspectives=args.perspectives.split(",") if args.perspectives else None,
+            perspective_set=args.perspective_set,
+        )
+    except ContractError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_summary(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

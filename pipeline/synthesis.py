@@ -1,0 +1,374 @@
+"""Synthesis as a library: configuration, run identity, shard planning and one shard's work.
+
+The Prefect flow in ``flows.synthesize`` orchestrates these pieces; nothing here imports
+Prefect, so a shard can run anywhere (a thread, a Dask or Ray worker, a test).
+
+A shard is a fixed slice of the question source. Its work is: build one request per
+(question x perspective x teacher x sample) with its own derived seed, generate, verify every
+completion, and write the rows atomically as ``shards/<name>.parquet`` of the run directory
+``OUT/<run_id>/``. A shard listed in the run's manifest is finished and never recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from data_schemas import RATIONALE_SCHEMA, SCHEMA_VERSION, ContractError, RunWriter
+from pipeline.ids import derive_seed, stable_hash
+from pipeline.perspectives import Perspective, load_perspective_set, prompt_hash, render_messages, render_prompt
+from pipeline.sources import load_questions
+from pipeline.synthetic import PERSPECTIVES as SYNTHETIC_PERSPECTIVES
+from pipeline.teachers import GenerationRequest, SamplingConfig, TeacherBackend, TeacherSpec, cached_teacher
+from pipeline.verify import task_kind, verify
+
+SYNTHETIC_SET = "synthetic"  # the reference teacher's own perspectives (no prompts)
+
+
+# ---------------------------------------------------------------- configuration
+class SourceSpec(BaseModel):
+    """A question source (``pipeline.sources``): kind, optional path, options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = "synthetic"
+    path: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SamplingSpec(BaseModel):
+    """Sampling parameters of every request; ``max_tokens`` is always set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(512, gt=0)
+    stop: tuple[str, ...] = ()
+
+    def to_sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.temperature, self.top_p, self.max_tokens, self.stop)
+
+
+class SynthesisConfig(BaseModel):
+    """Everything a synthesis run needs. Fields that change outputs define the run id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: SourceSpec = Field(default_factory=lambda: SourceSpec(kind="synthetic", options={"split": "train"}))
+    num_questions: int | None = Field(200, ge=1, description="first N questions of the source; null = all")
+    perspective_set: str | None = Field(
+        None, description="built-in set name or YAML path; default 'synthetic' for the synthetic teacher, else 'math'"
+    )
+    perspectives: tuple[str, ...] | None = Field(None, description="names to use, in order; default: the whole set")
+    teachers: tuple[TeacherSpec, ...] = (TeacherSpec(backend="synthetic"),)
+    samples: int = Field(2, ge=1, description="rationales per (question, perspective, teacher)")
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
+    seed: int = 0
+    shard_size: int = Field(100, ge=1, description="questions per shard")
+    max_concurrency: int = Field(4, ge=1, description="shards in flight at once")
+    task_retries: int = Field(2, ge=0, description="Prefect retries of a failed shard task")
+    task_runner: Literal["thread", "dask", "ray"] = "thread"
+    task_runner_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> SynthesisConfig:
+        if not self.teachers:
+            raise ValueError("teachers: at least one teacher is needed")
+        names = [t.teacher_name for t in self.teachers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"teachers: names must be distinct, got {names} (set 'name' to tell them apart)")
+        self.resolved_perspectives()  # raises on unknown names or a bad set
+        return self
+
+    @property
+    def set_name(self) -> str:
+        if self.perspective_set:
+            return self.perspective_set
+        return SYNTHETIC_SET if all(t.backend == "synthetic" for t in self.teachers) else "math"
+
+    def resolved_perspectives(self) -> list[Perspective | str]:
+        """Perspective objects of the prompt set, or plain names for the synthetic set."""
+        if self.set_name == SYNTHETIC_SET:
+            if any(t.backend != "synthetic" for t in self.teachers):
+                raise ValueError("perspective_set: model teachers need a prompt set (e.g. 'math'), not 'synthetic'")
+            names = list(self.perspectives or SYNTHETIC_PERSPECTIVES)
+            unknown = [n for n in names if n not in SYNTHETIC_PERSPECTIVES]
+            if unknown:
+                raise ValueError(f"perspectives: {unknown} are not synthetic perspectives {list(SYNTHETIC_PERSPECTIVES)}")
+            return names
+        found = load_perspective_set(self.set_name, list(self.perspectives) if self.perspectives else None)
+        if any(t.backend == "synthetic" for t in self.teachers):
+            unknown = [p.name for p in found if p.name not in SYNTHETIC_PERSPECTIVES]
+            if unknown:
+                raise ValueError(f"perspectives: the synthetic teacher cannot write {unknown}")
+        return list(found)
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that changes the rows written (not concurrency or runners)."""
+        persp = [
+            p if isinstance(p, str) else {"name": p.name, "hash": prompt_hash(p)} for p in self.resolved_perspectives()
+        ]
+        return {
+            "source": self.source.model_dump(),
+            "num_questions": self.num_questions,
+            "perspectives": persp,
+            "teachers": [t.identity() for t in self.teachers],
+            "samples": self.samples,
+            "sampling": self.sampling.model_dump(mode="json"),
+            "seed": self.seed,
+            "shard_size": self.shard_size,
+            "schema_version": SCHEMA_VERSION,
+        }
+
+    def run_id(self) -> str:
+        return f"synth-{stable_hash(json.dumps(self.identity(), sort_keys=True, default=str), length=12)}"
+
+
+def format_validation_error(exc: ValidationError, where: str) -> str:
+    """``where: field 'a.b': message`` for the first error (pydantic errors name the field)."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(config)"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: field {loc!r}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> SynthesisConfig:
+    """Read a YAML config (optional) and apply overrides; errors name the file and the field."""
+    data: dict[str, Any] = {}
+    where = "synthesis config"
+    if path is not None:
+        where = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ContractError(where, "no such file") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise ContractError(f"{where}:{mark.line + 1}" if mark else where, f"invalid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ContractError(where, "expected a mapping of config fields")
+        data = loaded or {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return SynthesisConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError("", format_validation_error(exc, where)) from None
+
+
+# ---------------------------------------------------------------- planning
+def iter_question_shards(cfg: SynthesisConfig) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """``(shard name, question rows)`` in source order, lazily (memory flat in the source size)."""
+    options = dict(cfg.source.options)
+    if cfg.source.kind == "synthetic":
+        options.setdefault("n", cfg.num_questions or 100)
+    rows = load_questions(cfg.source.kind, cfg.source.path, **options)
+    batch: list[dict[str, Any]] = []
+    index = 0
+    for n, row in enumerate(rows):
+        if cfg.num_questions is not None and n >= cfg.num_questions:
+            break
+        batch.append(row)
+        if len(batch) == cfg.shard_size:
+            yield f"shard-{index:05d}", batch
+            batch, index = [], index + 1
+    if batch:
+        yield f"shard-{index:05d}", batch
+
+
+def check_tasks(cfg: SynthesisConfig, question: dict[str, Any]) -> None:
+    """Fail early when the source's task has no verifier."""
+    try:
+        task_kind(question["task"])
+    except ValueError as exc:
+        raise ContractError(f"source {cfg.source.kind}", str(exc)) from None
+
+
+# ---------------------------------------------------------------- one shard
+@dataclass
+class GroupStats:
+    """Counts of one (perspective, teacher) group."""
+
+    rows: int = 0
+    correct: int = 0
+    unjudged: int = 0
+    errors: int = 0
+    tokens: int = 0
+
+    def add(self, other: GroupStats) -> None:
+        self.rows += other.rows
+        self.correct += other.correct
+        self.unjudged += other.unjudged
+        self.errors += other.errors
+        self.tokens += other.tokens
+
+
+@dataclass
+class ShardResult:
+    """What a shard task reports back (small: safe to return from any task runner)."""
+
+    name: str
+    rows: int = 0
+    skipped: bool = False
+    teacher_s: float = 0.0
+    verify_s: float = 0.0
+    write_s: float = 0.0
+    total_s: float = 0.0
+    groups: dict[str, GroupStats] = field(default_factory=dict)  # "perspective\tteacher" -> stats
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "rows": self.rows, "skipped": self.skipped, "teacher_s": self.teacher_s,
+            "verify_s": self.verify_s, "write_s": self.write_s, "total_s": self.total_s,
+            "groups": {k: vars(v) for k, v in self.groups.items()},
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShardResult:
+        groups = {k: GroupStats(**v) for k, v in data.pop("groups").items()}
+        return cls(**data, groups=groups)
+
+
+_LOCKS: dict[int, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _teacher_lock(teacher: TeacherBackend) -> threading.Lock | None:
+    """Backends that are not thread-safe (model engines) serve one shard thread at a time."""
+    if getattr(teacher, "thread_safe", False):
+        return None
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(id(teacher), threading.Lock())
+
+
+def build_requests(
+    cfg: SynthesisConfig, spec: TeacherSpec, questions: list[dict[str, Any]], perspectives: list[Perspective | str]
+) -> list[GenerationRequest]:
+    """One request per (question x perspective x sample) for one teacher, each with its own seed."""
+    sampling = cfg.sampling.to_sampling()
+    teacher = spec.teacher_name
+    out = []
+    for q in questions:
+        for p in perspectives:
+            name = p if isinstance(p, str) else p.name
+            if isinstance(p, str):
+                messages, prompt = (), q["question"]
+            else:
+                messages, prompt = render_messages(p, q["question"]), render_prompt(p, q["question"])
+            for k in range(cfg.samples):
+                seed = derive_seed(cfg.seed, q["question_id"], name, teacher, k)
+                out.append(GenerationRequest(q["question_id"], name, teacher, k, seed, messages, prompt, sampling, q))
+    return out
+
+
+def run_shard(
+    cfg: SynthesisConfig, run_dir: str | Path, run_id: str, name: str, questions: list[dict[str, Any]]
+) -> ShardResult:
+    """Generate, verify and write one shard (skipped if already finished)."""
+    t0 = time.perf_counter()
+    writer = RunWriter(run_dir, run_id, config=cfg.identity())
+    result = ShardResult(name=name)
+    if writer.has_shard(name):
+        result.skipped = True
+        return result
+    perspectives = cfg.resolved_perspectives()
+    prompt_hashes = {p.name: prompt_hash(p) for p in perspectives if not isinstance(p, str)}
+    cols: dict[str, list[Any]] = {f.name: [] for f in RATIONALE_SCHEMA}
+    sampling = cfg.sampling
+    for spec in cfg.teachers:
+        teacher = cached_teacher(spec)
+        requests = build_requests(cfg, spec, questions, perspectives)
+        lock = _teacher_lock(teacher)
+        t = time.perf_counter()
+        if lock is None:
+            completions = teacher.generate(requests)
+        else:
+            with lock:
+                completions = teacher.generate(requests)
+        result.teacher_s += time.perf_counter() - t
+        if len(completions) != len(requests):
+            raise RuntimeError(f"teacher {spec.teacher_name} returned {len(completions)} completions for {len(requests)}")
+        t = time.perf_counter()
+        for req, comp in zip(requests, completions, strict=True):
+            q = req.question
+            key = f"{req.perspective}\t{req.teacher}"
+            stats = result.groups.get(key) or result.groups.setdefault(key, GroupStats())
+            stats.rows += 1
+            meta = None
+            if comp.finish_reason == "error":
+                predicted, correct = None, None
+                stats.errors += 1
+                meta = json.dumps({"error": comp.error or "unknown error"})
+            else:
+                predicted, correct = verify(comp.text, q["gold_answer"], q["task"])
+            stats.correct += correct is True
+            stats.unjudged += correct is None
+            stats.tokens += comp.num_tokens or 0
+            row = cols
+            row["question_id"].append(req.question_id)
+            row["question"].append(q["question"])
+            row["gold_answer"].append(q["gold_answer"])
+            row["task"].append(q["task"])
+            row["perspective"].append(req.perspective)
+            row["teacher"].append(req.teacher)
+            row["sample_index"].append(req.sample_index)
+            row["rationale"].append(comp.text)
+            row["predicted_answer"].append(predicted)
+            row["is_correct"].append(correct)
+            row["finish_reason"].append(comp.finish_reason)
+            row["num_tokens"].append(comp.num_tokens)
+            row["seed"].append(req.seed)
+            row["source"].append(q.get("source"))
+            row["split"].append(q.get("split"))
+            row["prompt_hash"].append(prompt_hashes.get(req.perspective))
+            row["latency_s"].append(comp.latency_s)
+            row["cumulative_logprob"].append(comp.cumulative_logprob)
+            row["metadata"].append(meta)
+        result.verify_s += time.perf_counter() - t
+    n = len(cols["question_id"])
+    constant = {
+        "run_id": run_id, "schema_version": SCHEMA_VERSION, "temperature": sampling.temperature,
+        "top_p": sampling.top_p, "max_tokens": sampling.max_tokens,
+    }  # fmt: skip
+    for key, value in constant.items():
+        cols[key] = [value] * n
+    t = time.perf_counter()
+    writer.write_shard(name, pa.Table.from_pydict(cols, schema=RATIONALE_SCHEMA))
+    result.write_s = time.perf_counter() - t
+    result.rows = n
+    result.total_s = time.perf_counter() - t0
+    return result
+
+
+# ---------------------------------------------------------------- summaries
+def merge_groups(results: list[ShardResult]) -> dict[tuple[str, str], GroupStats]:
+    out: dict[tuple[str, str], GroupStats] = {}
+    for r in results:
+        for key, g in r.groups.items():
+            perspective, teacher = key.split("\t")
+            out.setdefault((perspective, teacher), GroupStats()).add(g)
+    return out
+
+
+def summary_table(groups: dict[tuple[str, str], GroupStats]) -> list[dict[str, Any]]:
+    """Per perspective x teacher: rows, % correct (yield), % unjudged, errors, mean tokens."""
+    rows = []
+    for (perspective, teacher), g in sorted(groups.items()):
+        n = max(g.rows, 1)
+        rows.append({
+            "perspective": perspective, "teacher": teacher, "rows": g.rows,
+            "correct_pct": round(100 * g.correct / n, 2), "unjudged_pct": round(100 * g.unjudged / n, 2),
+            "errors": g.errors, "mean_tokens": round(g.tokens / n, 1),
+        })  # fmt: skip
+    return rows
