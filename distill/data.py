@@ -1,0 +1,223 @@
+"""Training data for MIND: rationale shards grouped into questions with candidate views.
+
+A *view* is one (perspective, teacher) pair; a question's *candidates* are its views that have
+at least one usable rationale (verified correct by default). When a view has several samples,
+one is drawn per epoch (seeded). Shards are read only through ``data_schemas``.
+
+Held-out questions (the probe set and an optional validation set) are chosen by a hash of the
+question id, so the split is stable and they never appear in training.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.compute as pc
+import torch
+
+from data_schemas import ContractError, read_rationales
+from distill.formatting import encode_example
+from pipeline.ids import stable_hash
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class View:
+    """One candidate of a question: its view id and the token ids of each usable sample."""
+
+    view: int
+    samples: list[list[int]]  # token ids (prompt + completion + EOS)
+    prompt_lens: list[int]
+    uid: int = -1  # global candidate id (set by CandidateStore)
+
+
+@dataclass
+class QuestionCandidates:
+    question_id: str
+    question: str
+    gold_answer: str
+    task: str
+    views: list[View] = field(default_factory=list)
+
+
+@dataclass
+class DataReport:
+    """What loading kept and dropped (printed by the entry point)."""
+
+    rows: int = 0
+    rows_used: int = 0
+    rows_incorrect: int = 0
+    rows_unfinished: int = 0
+    questions: int = 0
+    questions_without_candidate: int = 0
+    truncated: int = 0
+    views: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [
+            f"{self.rows:,} rationale rows, {self.rows_used:,} used "
+            f"({self.rows_incorrect:,} not verified correct, {self.rows_unfinished:,} not finished normally dropped)",
+            f"{self.questions:,} questions with candidates; {self.questions_without_candidate:,} skipped (no usable "
+            f"rationale); {self.truncated:,} sequences truncated to max_length",
+            f"views: {', '.join(self.views)}",
+        ]
+
+
+def view_name(perspective: str, teacher: str, single_teacher: bool) -> str:
+    return perspective if single_teacher else f"{perspective}@{teacher}"
+
+
+def load_questions_with_candidates(
+    data_dir: str,
+    tokenizer: Any,
+    style: str,
+    *,
+    include_incorrect: bool = False,
+    max_length: int | None = None,
+) -> tuple[list[QuestionCandidates], list[str], DataReport]:
+    """Read every finished rationale shard under ``data_dir`` and group it into candidates."""
+    table = read_rationales(data_dir)
+    report = DataReport(rows=table.num_rows)
+    if table.num_rows == 0:
+        raise ContractError(str(data_dir), "the shards hold no rationale rows")
+    finished = pc.equal(table["finish_reason"], "stop")
+    report.rows_unfinished = table.num_rows - pc.sum(finished).as_py()
+    keep = finished
+    if not include_incorrect:
+        correct = pc.fill_null(table["is_correct"], False)
+        report.rows_incorrect = pc.sum(pc.and_(finished, pc.invert(correct))).as_py()
+        keep = pc.and_(keep, correct)
+    used = table.filter(keep)
+    report.rows_used = used.num_rows
+    single_teacher = len(pc.unique(table["teacher"])) == 1
+    cols = {c: used[c].to_pylist() for c in ("question_id", "question", "gold_answer", "task", "perspective", "teacher", "rationale", "sample_index")}
+    all_views = sorted({view_name(p, t, single_teacher) for p, t in zip(table["perspective"].to_pylist(), table["teacher"].to_pylist(), strict=True)})
+    view_ids = {v: i for i, v in enumerate(all_views)}
+    report.views = all_views
+
+    grouped: dict[str, dict[str, Any]] = {}
+    samples: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
+    for qid, q, gold, task, persp, teacher, text, k in zip(*cols.values(), strict=True):
+        grouped.setdefault(qid, {"question": q, "gold": gold, "task": task})
+        samples[(qid, view_ids[view_name(persp, teacher, single_teacher)])].append((k, text))
+    all_qids = set(table["question_id"].to_pylist())
+    report.questions_without_candidate = len(all_qids - set(grouped))
+    if not grouped:
+        raise ContractError(str(data_dir), "no question has a usable rationale (try --include_incorrect)")
+
+    questions: dict[str, QuestionCandidates] = {}
+    for (qid, view), items in sorted(samples.items()):
+        info = grouped[qid]
+        qc = questions.setdefault(qid, QuestionCandidates(qid, info["question"], info["gold"], info["task"]))
+        ids, plens = [], []
+        for _, text in sorted(items):
+            enc = encode_example(tokenizer, info["question"], text, style, max_length)
+            report.truncated += max_length is not None and len(enc.input_ids) == max_length
+            ids.append(enc.input_ids)
+            plens.append(enc.prompt_len)
+        qc.views.append(View(view, ids, plens))
+    out = [questions[q] for q in sorted(questions)]
+    report.questions = len(out)
+    return out, all_views, report
+
+
+def held_out_split(
+    questions: Sequence[QuestionCandidates], probe: int, validation: int, seed: int
+) -> tuple[list[QuestionCandidates], list[QuestionCandidates], list[QuestionCandidates]]:
+    """``(train, probe, validation)`` by a seeded hash of the question id (stable, disjoint)."""
+    if probe + validation >= len(questions):
+        raise ContractError(
+            "data", f"{len(questions)} questions cannot give {probe} probe + {validation} validation questions "
+            "and still leave training data",
+        )
+    order = sorted(questions, key=lambda q: stable_hash(seed, "held-out", q.question_id))
+    probe_set, val_set, train = order[:probe], order[probe : probe + validation], order[probe + validation :]
+    train.sort(key=lambda q: q.question_id)
+    return train, probe_set, val_set
+
+
+class CandidateStore:
+    """All training candidates, with global ids, and the per-epoch choice of sample per view."""
+
+    def __init__(self, questions: Sequence[QuestionCandidates], num_views: int, seed: int):
+        self.questions = list(questions)
+        self.num_views = num_views
+        self.seed = seed
+        uid = 0
+        for q in self.questions:
+            for v in q.views:
+                v.uid = uid
+                uid += 1
+        self.num_candidates = uid
+        self.view_of = torch.tensor([v.view for q in self.questions for v in q.views], dtype=torch.long)
+        self.fixed_samples = False  # golden strategy: always the first sample of a view
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def sample_index(self, question: QuestionCandidates, view: View, epoch: int) -> int:
+        """Which of a view's samples this epoch trains on (seeded, independent of batching)."""
+        if len(view.samples) == 1 or self.fixed_samples:
+            return 0
+        return int(stable_hash(self.seed, "sample", epoch, question.question_id, view.view), 16) % len(view.samples)
+
+
+def pad_sequences(seqs: Sequence[Sequence[int]], prompt_lens: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 on prompt and padding)."""
+    width = max(len(s) for s in seqs)
+    n = len(seqs)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, width), dtype=torch.long)
+    labels = torch.full((n, width), -100, dtype=torch.long)
+    for i, (s, p) in enumerate(zip(seqs, prompt_lens, strict=True)):
+        t = torch.tensor(s, dtype=torch.long)
+        input_ids[i, : len(s)] = t
+        attention[i, : len(s)] = 1
+        labels[i, p : len(s)] = t[p:]
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+class CandidateCollator:
+    """Turns a batch of question indices into every candidate's tokens plus bookkeeping tensors.
+
+    Output keys: ``input_ids``/``attention_mask``/``cand_labels`` for all candidates of the batch
+    (right-padded; labels are -100 outside the completion), ``cand_question`` (batch-local
+    question index), ``cand_view``, ``cand_uid`` and ``question_index`` (global). The trainer
+    picks among the candidates; there is deliberately no ``labels`` key, so that
+    ``Trainer`` does not count tokens for loss scaling (the MIND loss is per question).
+    """
+
+    def __init__(self, store: CandidateStore, pad_id: int):
+        self.store = store
+        self.pad_id = pad_id
+        self.epoch = 0  # set by the trainer at the start of each epoch
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        seqs, plens, cq, cv, cu = [], [], [], [], []
+        qidx = []
+        for b, feat in enumerate(features):
+            i = int(feat["question_index"])
+            q = self.store.questions[i]
+            qidx.append(i)
+            for v in q.views:
+                k = self.store.sample_index(q, v, self.epoch)
+                seqs.append(v.samples[k])
+                plens.append(v.prompt_lens[k])
+                cq.append(b)
+                cv.append(v.view)
+                cu.append(v.uid)
+        batch = pad_sequences(seqs, plens, self.pad_id)
+        return {
+            "input_ids": batch["input_ids"],
+            "attention_mask": batch["attention_mask"],
+            "cand_labels": batch["labels"],
+            "cand_question": torch.tensor(cq, dtype=torch.long),
+            "cand_view": torch.tensor(cv, dtype=torch.long),
+            "cand_uid": torch.tensor(cu, dtype=torch.long),
+            "question_index": torch.tensor(qidx, dtype=torch.long),
+        }
