@@ -83,7 +83,8 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
         cached_teacher(spec)
     writer = RunWriter(run_dir, run_id, config={**cfg.identity(), "config": cfg.model_dump(mode="json")})
     done_before = {s.name for s in load_manifest(run_dir).shards}
-    total = -(-cfg.num_questions // cfg.shard_size) if cfg.num_questions and cfg.source.kind == "synthetic" else None
+    expected = cfg.expected_questions if cfg.source.kind == "synthetic" else None
+    total = -(-expected // cfg.shard_size) if expected else None
     logger.info("run %s -> %s (%d shard(s) already finished)", run_id, run_dir, len(done_before))
     progress_id = create_progress_artifact(0.0, key="synthesize-progress", description=f"run {run_id}")
 
@@ -100,7 +101,7 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
         finished = len(results) + skipped
         logger.info("shard %s: %d rationales in %.2fs", result.name, result.rows, result.total_s)
         pct = 100.0 * finished / total if total else 0.0
-        update_progress_artifact(progress_id, min(pct, 100.0), _progress_text(finished, total, written, skipped))
+        update_progress_artifact(progress_id, min(pct, 100.0), f"run {run_id}: " + _progress_text(finished, total, written, skipped))
 
     task_ = synthesize_shard.with_options(retries=cfg.task_retries)
     for name, questions in iter_question_shards(cfg):
@@ -123,7 +124,9 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
 
     groups = browse.stats(run_dir)
     manifest = writer.finalize({"groups": groups, "shards": planned})
-    update_progress_artifact(progress_id, 100.0, _progress_text(planned, planned, sum(r.rows for r in results), skipped))
+    update_progress_artifact(
+        progress_id, 100.0, f"run {run_id}: " + _progress_text(planned, planned, sum(r.rows for r in results), skipped)
+    )
     table = [
         {
             "perspective": g["perspective"], "teacher": g["teacher"], "rows": g["rows"],

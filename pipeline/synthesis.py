@@ -88,7 +88,17 @@ class SynthesisConfig(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError(f"teachers: names must be distinct, got {names} (set 'name' to tell them apart)")
         self.resolved_perspectives()  # raises on unknown names or a bad set
+        if self.source.kind == "synthetic" and self.num_questions is None and "n" not in self.source.options:
+            raise ValueError("num_questions: the synthetic world is unbounded; set num_questions (or source.options.n)")
         return self
+
+    @property
+    def expected_questions(self) -> int | None:
+        """How many questions the run will have, when known before reading the source."""
+        if self.source.kind != "synthetic":
+            return self.num_questions if self.source.path is None else None
+        n = self.source.options.get("n", self.num_questions)
+        return min(n, self.num_questions) if self.num_questions is not None else n
 
     @property
     def set_name(self) -> str:
@@ -134,14 +144,14 @@ class SynthesisConfig(BaseModel):
         return f"synth-{stable_hash(json.dumps(self.identity(), sort_keys=True, default=str), length=12)}"
 
 
-def format_validation_error(exc: ValidationError, where: str) -> str:
-    """``where: field 'a.b': message`` for the first error (pydantic errors name the field)."""
+def format_validation_error(exc: ValidationError) -> str:
+    """``field 'a.b': message`` per error (pydantic errors name the field)."""
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(config)"
+        loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: field {loc!r}: {msg}")
-    return "\n".join(lines)
+        lines.append(f"field {loc!r}: {msg}" if loc else msg)
+    return "; ".join(lines)
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> SynthesisConfig:
@@ -164,7 +174,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> SynthesisCo
     try:
         return SynthesisConfig.model_validate(data)
     except ValidationError as exc:
-        raise ContractError("", format_validation_error(exc, where)) from None
+        raise ContractError(where, format_validation_error(exc)) from None
 
 
 # ---------------------------------------------------------------- planning
@@ -172,7 +182,7 @@ def iter_question_shards(cfg: SynthesisConfig) -> Iterator[tuple[str, list[dict[
     """``(shard name, question rows)`` in source order, lazily (memory flat in the source size)."""
     options = dict(cfg.source.options)
     if cfg.source.kind == "synthetic":
-        options.setdefault("n", cfg.num_questions or 100)
+        options.setdefault("n", cfg.num_questions)
     rows = load_questions(cfg.source.kind, cfg.source.path, **options)
     batch: list[dict[str, Any]] = []
     index = 0
@@ -236,8 +246,8 @@ class ShardResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShardResult:
-        groups = {k: GroupStats(**v) for k, v in data.pop("groups").items()}
-        return cls(**data, groups=groups)
+        fields = {k: v for k, v in data.items() if k != "groups"}
+        return cls(**fields, groups={k: GroupStats(**v) for k, v in data["groups"].items()})
 
 
 _LOCKS: dict[int, threading.Lock] = {}

@@ -65,12 +65,12 @@ class TeacherSpec(BaseModel):
         if not isinstance(value, str):
             return value
         backend, _, rest = value.partition(":")
-        if backend == "synthetic":
+        if backend == "synthetic" and not rest:
             return {"backend": "synthetic"}
         if backend == "openai":
             model, _, url = rest.partition("@")
             return {"backend": backend, "options": {"model": model, **({"base_url": url} if url else {})}}
-        if backend in BACKENDS and rest:
+        if backend in BACKENDS and backend != "synthetic" and rest:
             return {"backend": backend, "options": {"model": rest}}
         raise ValueError(
             f"teacher {value!r}: expected 'synthetic', 'transformers:PATH', 'vllm:MODEL' or 'openai:MODEL@URL'"

@@ -168,7 +168,38 @@ class TransformersBackend(TeacherBackend):
                 f"transformers teacher: cannot load model from {config.model!r}: {exc}"
             ) from exc
         self.model = model.to(self.device).eval()
+        self._setup(tok_path)
 
+    @classmethod
+    def from_pretrained_objects(
+        cls, model: Any, tokenizer: Any, config: TransformersConfig | None = None, /, **kwargs: Any
+    ) -> TransformersBackend:
+        """Wrap an already loaded ``model`` and ``tokenizer`` (e.g. a student being trained).
+
+        Nothing is loaded, moved or cast: generation runs on the model's device in its dtype
+        (``device``, ``dtype`` and the loading fields of the config are ignored; ``model``
+        defaults to a label). The model's train/eval mode is left as it is: the caller puts it
+        in eval mode for generation (dropout) and restores it afterwards.
+        """
+        import torch
+
+        if config is None:
+            config = TransformersConfig(**{"model": "<in-memory>", **kwargs})
+        elif kwargs:
+            config = replace(config, **kwargs)
+        self = cls.__new__(cls)
+        self.config = config
+        self.tokenizer = tokenizer
+        self.model = model
+        param = next(iter(model.parameters()), None)
+        self.device = param.device if param is not None else torch.device("cpu")
+        self.dtype = param.dtype if param is not None else torch.float32
+        self._setup("<in-memory tokenizer>")
+        return self
+
+    def _setup(self, tok_path: str) -> None:
+        """Chat-template choice, EOS and pad ids, forward-signature probes (after loading)."""
+        config = self.config
         self.has_chat_template = bool(
             config.chat_template or getattr(self.tokenizer, "chat_template", None)
         )
@@ -203,6 +234,10 @@ class TransformersBackend(TeacherBackend):
     def generate_unbatched(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         """The same, one request at a time (reference for the batched path and benchmarks)."""
         return self._generate(requests, 1)
+
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        """The prompt token ids the model is fed for ``request``."""
+        return self._encode(request)
 
     def render_prompt(self, request: GenerationRequest) -> str:
         """The text fed to the model: chat-template rendering or ``request.prompt``."""

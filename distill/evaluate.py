@@ -1,0 +1,697 @@
+"""Evaluate a student (DESIGN §7): decode it on a question split, verify, report accuracy.
+
+Command line::
+
+    python -m distill.evaluate --model DIR --split test                      # synthetic world
+    python -m distill.evaluate --model DIR --split gsm8k-test \\
+        --source gsm8k:../shared/data/gsm8k/test.jsonl --num-questions 200
+    python -m distill.evaluate --model DIR --split ood_steps --n 8 --temperature 0.7 --seed 1
+
+``--split`` names a synthetic-world split (``train``, ``test``, ``ood_steps``,
+``ood_template``, ``retention``, ``retention_train``) unless ``--source KIND[:PATH]`` is given:
+then that question source (any :func:`pipeline.sources.load_questions` kind -- ``gsm8k``,
+``svamp``, ``mentor-kd``, ``jsonl``, ``parquet``, ``hf-disk`` -- with ``--source-option
+KEY=VALUE`` for its options, or ``questions:DIR`` for a stored questions run, filtered to
+``--split``) is evaluated and ``--split`` is only its label.
+
+Prompts are built exactly as in training, by :mod:`distill.formatting` (plain
+``"Question: ...\\nAnswer:\\n"`` or the tokenizer's chat template; ``auto`` picks chat when the
+tokenizer has a template); the student writes until its EOS token or ``--max_new_tokens``.
+Decoding is the ``transformers`` teacher backend's batched, left-padded loop (greedy at
+temperature 0; with ``--n K`` and a temperature, K samples per question, each with its own seed
+derived from ``--seed``, the question id and the sample index, so a sample does not depend on
+the batch). Answers are judged by the synthesis verifier, :func:`pipeline.verify.verify`.
+
+Output: per-prediction rows in Parquet (``--out``, default ``<model>/eval/<split>.parquet``,
+written atomically; columns :data:`PREDICTION_SCHEMA`), progress on stderr, and as the last
+line of stdout one JSON object: ``split``, ``n`` (questions), ``samples``, ``k``, ``accuracy``
+(mean over all samples; an answer that cannot be judged counts as wrong), ``judged``
+(predictions with a verdict), ``pass_at_k`` (a question counts when any of its K samples is
+right), ``majority_accuracy`` (majority vote over the K extracted answers), ``errors``,
+``finish_reasons``, ``mean_tokens``, ``seconds``, ``model``, ``out``.
+
+From Python (e.g. a trainer at the end of training, in-process)::
+
+    from distill.evaluate import evaluate_model, evaluate_splits
+    result = evaluate_model(model, tokenizer, questions, batch_size=32, max_new_tokens=256)
+    results = evaluate_splits(model, tokenizer, ["test", "ood_steps"], num_questions=200)
+
+The model's train/eval mode (of every submodule) is restored afterwards.
+Exit status 2: missing model folder, unknown split or source, unreadable questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from distill.formatting import PromptStyle, encode_prompt, prompt_text, resolve_style
+from pipeline.ids import content_question_id, derive_seed
+from pipeline.teachers.base import Completion, GenerationRequest, SamplingConfig
+from pipeline.verify import verify
+
+__all__ = [
+    "PREDICTION_SCHEMA",
+    "EvalResult",
+    "Scores",
+    "build_requests",
+    "evaluate_loop",
+    "evaluate_model",
+    "evaluate_splits",
+    "load_split_questions",
+    "main",
+    "score_predictions",
+    "write_predictions",
+]
+
+SYNTHETIC_SPLITS: tuple[str, ...] = ("train", "test", "ood_steps", "ood_template", "retention", "retention_train")
+DEFAULT_SYNTHETIC_QUESTIONS = 200
+
+#: Columns of the predictions file, one row per (question, sample).
+PREDICTION_SCHEMA = pa.schema(
+    [
+        pa.field("question_id", pa.string(), nullable=False),
+        pa.field("question", pa.string(), nullable=False),
+        pa.field("gold_answer", pa.string(), nullable=False),
+        pa.field("task", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("sample_index", pa.int32(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("prediction", pa.string(), nullable=False),
+        pa.field("predicted_answer", pa.string()),
+        pa.field("is_correct", pa.bool_()),
+        pa.field("num_tokens", pa.int32()),
+        pa.field("finish_reason", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+    ]
+)
+
+Progress = Callable[[int, int], None]  # (predictions done, total)
+
+
+# ---------------------------------------------------------------- scoring
+@dataclass(frozen=True)
+class Scores:
+    """Accuracy figures of a set of prediction rows (see :func:`score_predictions`)."""
+
+    n: int  # questions
+    samples: int  # predictions
+    k: int  # most samples of one question
+    accuracy: float  # mean over predictions; unjudged = wrong
+    judged: int  # predictions with a verdict (is_correct not null)
+    pass_at_k: float  # questions with at least one correct sample
+    majority_accuracy: float  # questions whose majority-vote answer is correct
+    errors: int  # predictions whose generation failed
+    finish_reasons: dict[str, int]
+    mean_tokens: float
+
+
+def score_predictions(rows: Sequence[dict[str, Any]], *, reverify: bool = True) -> Scores:
+    """Judge each row's ``prediction`` against its ``gold_answer`` for its ``task`` with the
+    synthesis verifier (setting ``predicted_answer`` and ``is_correct`` in place; with
+    ``reverify=False`` rows that already have ``is_correct`` keep it) and return the scores.
+
+    Rows are grouped into questions by ``question_id``. Majority vote: the most frequent
+    extracted answer among a question's samples (ties: the earliest sample) must be correct;
+    a question without any extracted answer counts as wrong.
+    """
+    for row in rows:
+        if reverify or "is_correct" not in row:
+            verdict = verify(row.get("prediction") or "", str(row["gold_answer"]), row["task"])
+            row["predicted_answer"], row["is_correct"] = verdict.predicted_answer, verdict.is_correct
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row["question_id"]), []).append(row)
+    correct = sum(row["is_correct"] is True for row in rows)
+    passed = majority = 0
+    for group in groups.values():
+        passed += any(r["is_correct"] is True for r in group)
+        ordered = sorted(group, key=lambda r: r.get("sample_index", 0))
+        answers = [r for r in ordered if r["predicted_answer"] is not None]
+        if answers:
+            counts = Counter(r["predicted_answer"] for r in answers)
+            top = max(counts.values())
+            winner = next(r for r in answers if counts[r["predicted_answer"]] == top)
+            majority += winner["is_correct"] is True
+    tokens = [r["num_tokens"] for r in rows if r.get("num_tokens") is not None]
+    n = len(groups)
+    return Scores(
+        n=n,
+        samples=len(rows),
+        k=max((len(g) for g in groups.values()), default=0),
+        accuracy=correct / len(rows) if rows else 0.0,
+        judged=sum(row["is_correct"] is not None for row in rows),
+        pass_at_k=passed / n if n else 0.0,
+        majority_accuracy=majority / n if n else 0.0,
+        errors=sum(r.get("finish_reason") == "error" for r in rows),
+        finish_reasons=dict(Counter(str(r.get("finish_reason")) for r in rows)),
+        mean_tokens=sum(tokens) / len(tokens) if tokens else 0.0,
+    )
+
+
+@dataclass
+class EvalResult:
+    """Predictions of one split and their scores."""
+
+    split: str
+    scores: Scores
+    rows: list[dict[str, Any]] = field(repr=False)
+    seconds: float = 0.0
+    prompt_style: str = "plain"
+
+    @property
+    def accuracy(self) -> float:
+        return self.scores.accuracy
+
+    @property
+    def n(self) -> int:
+        return self.scores.n
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the rows, JSON-ready."""
+        s = self.scores
+        return {
+            "split": self.split,
+            "n": s.n,
+            "samples": s.samples,
+            "k": s.k,
+            "accuracy": s.accuracy,
+            "judged": s.judged,
+            "pass_at_k": s.pass_at_k,
+            "majority_accuracy": s.majority_accuracy,
+            "errors": s.errors,
+            "finish_reasons": s.finish_reasons,
+            "mean_tokens": round(s.mean_tokens, 2),
+            "seconds": round(self.seconds, 3),
+            "prompt_style": self.prompt_style,
+        }
+
+    def to_table(self) -> pa.Table:
+        return pa.Table.from_pylist(
+            [{name: row.get(name) for name in PREDICTION_SCHEMA.names} for row in self.rows], schema=PREDICTION_SCHEMA
+        )
+
+
+def write_predictions(result: EvalResult, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``result.rows`` to Parquet atomically; the summary (and ``extra``) go in the
+    file's schema metadata under ``mind.eval``."""
+    from data_schemas import write_parquet_atomic
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary = {**result.summary(), **(extra or {})}
+    table = result.to_table()
+    table = table.replace_schema_metadata({b"mind.eval": json.dumps(summary, default=str).encode()})
+    write_parquet_atomic(table, path)
+    return path
+
+
+# ---------------------------------------------------------------- generation
+def _question_fields(q: Mapping[str, Any], index: int) -> tuple[str, str, str, str]:
+    for key in ("question", "gold_answer", "task"):
+        if q.get(key) is None or not str(q[key]).strip():
+            raise ValueError(f"question {index} has no {key!r} (keys: {', '.join(sorted(q))})")
+    question = str(q["question"])
+    qid = q.get("question_id") or content_question_id("eval", question)
+    return str(qid), question, str(q["gold_answer"]), str(q["task"])
+
+
+def _sample_seed(seed: int, question_id: str, sample_index: int) -> int:
+    return derive_seed("distill.evaluate", seed, question_id, sample_index)
+
+
+def build_requests(
+    tokenizer: Any,
+    questions: Sequence[Mapping[str, Any]],
+    *,
+    style: str,
+    n: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 256,
+    seed: int = 0,
+) -> list[GenerationRequest]:
+    """One request per (question, sample), question-major. ``style`` is ``plain`` (the
+    backend must not use chat: ``request.prompt`` is the formatted prompt) or ``chat`` (the
+    backend renders ``request.messages`` -- the question as the user turn -- with the
+    template); either way the prompt ids equal :func:`distill.formatting.encode_prompt`."""
+    if style not in ("plain", "chat"):
+        raise ValueError(f"style must be plain or chat, got {style!r}")
+    sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens)
+    requests = []
+    for i, q in enumerate(questions):
+        qid, question, _, _ = _question_fields(q, i)
+        prompt = prompt_text(tokenizer, question, style)  # type: ignore[arg-type]
+        messages = ({"role": "user", "content": question.strip()},) if style == "chat" else ()
+        for k in range(n):
+            requests.append(
+                GenerationRequest(
+                    question_id=qid,
+                    perspective="eval",
+                    teacher="student",
+                    sample_index=k,
+                    seed=_sample_seed(seed, qid, k) if temperature > 0 else seed,
+                    messages=messages,
+                    prompt=prompt,
+                    sampling=sampling,
+                    question=dict(q),
+                )
+            )
+    return requests
+
+
+def _unwrap(model: Any) -> Any:
+    """The module that generates: DDP/accelerate wrappers off; a PEFT model's base model
+    (whose layers carry the injected adapters) so that position ids reach the forward pass."""
+    while hasattr(model, "module") and not hasattr(model, "generation_config"):
+        model = model.module
+    peft_config = getattr(model, "active_peft_config", None)
+    if hasattr(model, "get_base_model") and not getattr(peft_config, "is_prompt_learning", False):
+        model = model.get_base_model()
+    return model
+
+
+def _evaluate(
+    model: Any,
+    tokenizer: Any,
+    questions: Iterable[Mapping[str, Any]],
+    *,
+    batched: bool,
+    batch_size: int,
+    max_new_tokens: int,
+    prompt_style: PromptStyle,
+    n: int,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    split: str | None,
+    progress: Progress | None,
+) -> EvalResult:
+    from pipeline.teachers.transformers_backend import TransformersBackend
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if n > 1 and temperature <= 0:
+        raise ValueError("n > 1 samples per question need a temperature > 0 (greedy samples are identical)")
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError("batch_size and max_new_tokens must be >= 1")
+    questions = list(questions)
+    style = resolve_style(tokenizer, prompt_style)
+    gen_model = _unwrap(model)
+    backend = TransformersBackend.from_pretrained_objects(
+        gen_model,
+        tokenizer,
+        model="<student>",
+        batch_size=batch_size,
+        use_chat="true" if style == "chat" else "false",
+    )
+    requests = build_requests(
+        tokenizer, questions, style=style, n=n, temperature=temperature, top_p=top_p,
+        max_new_tokens=max_new_tokens, seed=seed,
+    )  # fmt: skip
+    # Same prompt ids as training; order by length (as the backend does) so that batches are
+    # tight and progress can be reported batch by batch with the same batches as one call.
+    ids: list[list[int]] = []
+    for req in requests[::n]:  # question-major: the first sample of each question
+        expected = encode_prompt(tokenizer, req.question["question"], style)
+        got = backend.prompt_ids(req)
+        if list(expected) != got:
+            raise RuntimeError(
+                f"prompt of {req.question_id!r} tokenizes differently from distill.formatting "
+                f"({len(got)} vs {len(expected)} tokens)"
+            )
+        ids.append(got)
+    order = sorted(range(len(requests)), key=lambda i: (len(ids[i // n]), ids[i // n]))
+    completions: list[Completion | None] = [None] * len(requests)
+
+    modes = [(m, m.training) for m in model.modules()]
+    t0 = time.perf_counter()
+    try:
+        model.eval()
+        step = batch_size if batched else 1
+        done = 0
+        if progress:
+            progress(0, len(requests))
+        for start in range(0, len(order), step):
+            chunk = order[start : start + step]
+            batch = [requests[i] for i in chunk]
+            outs = backend.generate(batch) if batched else backend.generate_unbatched(batch)
+            for i, c in zip(chunk, outs, strict=True):
+                completions[i] = c
+            done += len(chunk)
+            if progress:
+                progress(done, len(requests))
+    finally:
+        for m, training in modes:
+            m.training = training
+    seconds = time.perf_counter() - t0
+
+    rows = []
+    for req, c in zip(requests, completions, strict=True):
+        assert c is not None
+        q = req.question
+        rows.append(
+            {
+                "question_id": req.question_id,
+                "question": str(q["question"]),
+                "gold_answer": str(q["gold_answer"]),
+                "task": str(q["task"]),
+                "split": split if split is not None else str(q.get("split") or ""),
+                "sample_index": req.sample_index,
+                "seed": req.seed,
+                "prediction": c.text,
+                "num_tokens": c.num_tokens,
+                "finish_reason": c.finish_reason,
+                "error": c.error,
+            }
+        )
+    scores = score_predictions(rows)
+    label = split if split is not None else (str(questions[0].get("split") or "") if questions else "")
+    return EvalResult(split=label, scores=scores, rows=rows, seconds=seconds, prompt_style=style)
+
+
+def evaluate_model(
+    model: Any,
+    tokenizer: Any,
+    questions: Iterable[Mapping[str, Any]],
+    *,
+    batch_size: int = 32,
+    max_new_tokens: int = 256,
+    prompt_style: PromptStyle = "auto",
+    n: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    split: str | None = None,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Decode ``model`` on ``questions`` (dicts with ``question``, ``gold_answer``, ``task``,
+    optionally ``question_id`` and ``split``) in batches of ``batch_size`` and score them.
+
+    Greedy when ``temperature == 0``; else ``n`` seeded samples per question. ``split`` labels
+    the rows (default: each question's own ``split``). ``progress(done, total)`` is called
+    after every batch. The model runs where it is, in its dtype, in eval mode; the train/eval
+    mode of every submodule is restored afterwards.
+    """
+    return _evaluate(
+        model, tokenizer, questions, batched=True, batch_size=batch_size, max_new_tokens=max_new_tokens,
+        prompt_style=prompt_style, n=n, temperature=temperature, top_p=top_p, seed=seed, split=split,
+        progress=progress,
+    )  # fmt: skip
+
+
+def evaluate_loop(
+    model: Any,
+    tokenizer: Any,
+    questions: Iterable[Mapping[str, Any]],
+    *,
+    max_new_tokens: int = 256,
+    prompt_style: PromptStyle = "auto",
+    n: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    split: str | None = None,
+    progress: Progress | None = None,
+    batch_size: int | None = None,  # accepted for a drop-in call; unused
+) -> EvalResult:
+    """:func:`evaluate_model` one prediction at a time (the reference the batched path must
+    match, and the baseline of the batched-vs-loop benchmark)."""
+    del batch_size
+    return _evaluate(
+        model, tokenizer, questions, batched=False, batch_size=1, max_new_tokens=max_new_tokens,
+        prompt_style=prompt_style, n=n, temperature=temperature, top_p=top_p, seed=seed, split=split,
+        progress=progress,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- question sets
+def _parse_source(source: str) -> tuple[str, str | None]:
+    kind, sep, path = source.partition(":")
+    return kind.strip(), (path if sep and path else None)
+
+
+def load_split_questions(
+    split: str,
+    *,
+    source: str | None = None,
+    num_questions: int | None = None,
+    world_seed: int | None = None,
+    world: Any = None,
+    options: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The questions of ``split``: the synthetic world's split (``num_questions``, default
+    200; ``world`` a WorldConfig or dict of its fields, ``world_seed`` its seed), or, with
+    ``source="KIND[:PATH]"``, the first ``num_questions`` of that source (``options`` go to
+    :func:`pipeline.sources.load_questions`; ``questions:DIR`` reads a stored questions run
+    and keeps the rows of ``split``). Raises ``ValueError`` for an unknown split or source."""
+    from pipeline.sources import load_questions
+
+    if num_questions is not None and num_questions < 0:
+        raise ValueError(f"num_questions must be >= 0, got {num_questions}")
+    options = dict(options or {})
+    if source is None:
+        if split not in SYNTHETIC_SPLITS:
+            raise ValueError(
+                f"unknown synthetic split {split!r}; choose one of {', '.join(SYNTHETIC_SPLITS)} "
+                "(or give --source KIND:PATH for another question set)"
+            )
+        n = DEFAULT_SYNTHETIC_QUESTIONS if num_questions is None else num_questions
+        if world is not None:
+            options["config"] = world
+        rows = load_questions("synthetic", split=split, n=n, seed=world_seed, **options)
+        return list(rows)
+    kind, path = _parse_source(source)
+    if kind == "questions":
+        from data_schemas import read_questions
+
+        if path is None:
+            raise ValueError("source 'questions' needs a folder: questions:DIR")
+        if not Path(path).exists():
+            raise ValueError(f"questions folder {path!r} does not exist")
+        table = read_questions(path)
+        rows = [r for r in table.to_pylist() if r.get("split") == split]
+        if not rows:
+            have = sorted({str(s) for s in table.column("split").to_pylist()})
+            raise ValueError(f"no questions of split {split!r} in {path} (splits: {', '.join(have)})")
+        return rows if num_questions is None else rows[:num_questions]
+    rows_iter = load_questions(kind, path, **options)  # an unknown kind raises here (lazy rows)
+    if path is not None and not Path(path).exists():
+        raise ValueError(f"question file {path!r} does not exist")
+    return list(rows_iter if num_questions is None else itertools.islice(rows_iter, num_questions))
+
+
+def evaluate_splits(
+    model: Any,
+    tokenizer: Any,
+    splits: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[str],
+    *,
+    num_questions: int | None = None,
+    world_seed: int | None = None,
+    world: Any = None,
+    out_dir: str | Path | None = None,
+    **kwargs: Any,
+) -> dict[str, EvalResult]:
+    """:func:`evaluate_model` on several splits: a mapping ``name -> questions``, or a list of
+    synthetic-world split names (questions from :func:`load_split_questions`). With
+    ``out_dir``, each split's predictions go to ``out_dir/<split>.parquet``. ``kwargs`` are
+    those of :func:`evaluate_model` (batch_size, max_new_tokens, prompt_style, n, ...)."""
+    if isinstance(splits, Mapping):
+        sets = {name: list(qs) for name, qs in splits.items()}
+    else:
+        sets = {
+            name: load_split_questions(name, num_questions=num_questions, world_seed=world_seed, world=world)
+            for name in splits
+        }
+    results = {}
+    for name, questions in sets.items():
+        results[name] = evaluate_model(model, tokenizer, questions, split=name, **kwargs)
+        if out_dir is not None:
+            write_predictions(results[name], Path(out_dir) / f"{name}.parquet")
+    return results
+
+
+# ---------------------------------------------------------------- command line
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m distill.evaluate",
+        description="Decode a student on a question split, verify the answers, report accuracy "
+        "(last stdout line: JSON summary) and write per-question predictions to Parquet.",
+    )
+
+    def add(*names: str, **kw: Any) -> None:  # --foo_bar also as --foo-bar (and vice versa)
+        swap = {"_": "-", "-": "_"}
+        alias = ["--" + "".join(swap.get(c, c) for c in n[2:]) for n in names if n.startswith("--")]
+        ap.add_argument(*names, *[a for a in alias if a not in names], **kw)
+
+    add("--model", required=True, type=Path, help="student folder (from_pretrained: model + tokenizer)")
+    add("--split", required=True,
+        help=f"synthetic split ({', '.join(SYNTHETIC_SPLITS)}) or, with --source, a label")  # fmt: skip
+    add("--source", default=None,
+        help="KIND[:PATH] of pipeline.sources (gsm8k:FILE, svamp:FILE, mentor-kd:FILE, jsonl:FILE, "
+        "parquet:FILE, hf-disk:DIR) or questions:DIR (a stored questions run, rows of --split)")  # fmt: skip
+    add("--source-option", "-O", action="append", type=_option, default=[], metavar="KEY=VALUE",
+        help="option of the source (e.g. question_field=q, task=arith); repeatable; "
+        "VALUE parsed as JSON if it can be")  # fmt: skip
+    add("--num-questions", type=int, default=None,
+        help=f"first N questions (default: all of a source, {DEFAULT_SYNTHETIC_QUESTIONS} of a synthetic "
+        "split)")  # fmt: skip
+    add("--world_seed", type=int, default=None, help="synthetic world seed (default: the world's default, 0)")
+    add("--world", default=None, help="synthetic WorldConfig as a JSON object or a JSON file")
+    add("--out", type=Path, default=None, help="predictions Parquet (default <model>/eval/<split>.parquet)")
+    add("--batch_size", type=int, default=32, help="questions per batch (default 32)")
+    add("--max_new_tokens", type=int, default=256, help="generated tokens at most (default 256)")
+    add("--n", type=int, default=1, help="samples per question (needs --temperature > 0; default 1)")
+    add("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    add("--top_p", type=float, default=1.0, help="nucleus sampling mass (default 1.0)")
+    add("--seed", type=int, default=0, help="sampling seed (default 0)")
+    add("--prompt_style", choices=("auto", "plain", "chat"), default="auto",
+        help="as in training: chat when the tokenizer has a template (auto), or forced")  # fmt: skip
+    add("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+        help="auto = float32 (batch-invariant outputs)")  # fmt: skip
+    add("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
+    add("--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def _fail(message: str) -> int:
+    print(f"distill.evaluate: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _world_arg(text: str | None) -> Any:
+    if text is None:
+        return None
+    if text.lstrip().startswith("{"):
+        raw = text
+    elif Path(text).is_file():
+        raw = Path(text).read_text()
+    else:
+        raise ValueError(f"--world: {text!r} is neither a JSON object nor a file")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--world: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError("--world must be a JSON object of WorldConfig fields")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    console = Console(stderr=True, emoji=False, highlight=False)
+    model_dir: Path = args.model
+    if not model_dir.is_dir():
+        return _fail(f"model folder {str(model_dir)!r} does not exist")
+    if not (model_dir / "config.json").exists():
+        return _fail(f"{str(model_dir)!r} is not a model folder (no config.json)")
+    for name in ("num_questions", "batch_size", "max_new_tokens", "n"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "num_questions" else 1):
+            return _fail(f"--{name} must be >= {0 if name == 'num_questions' else 1}, got {value}")
+    if args.temperature < 0 or not 0 < args.top_p <= 1:
+        return _fail("--temperature must be >= 0 and --top_p in (0, 1]")
+    if args.n > 1 and args.temperature == 0:
+        return _fail("--n > 1 needs --temperature > 0 (greedy samples are identical)")
+
+    from data_schemas import ContractError
+
+    try:
+        world = _world_arg(args.world)
+        questions = load_split_questions(
+            args.split, source=args.source, num_questions=args.num_questions, world_seed=args.world_seed,
+            world=world, options=dict(args.source_option),
+        )  # fmt: skip
+    except (ValueError, TypeError, ContractError, OSError) as exc:
+        return _fail(str(exc))
+    if not questions:
+        return _fail(f"no questions to evaluate in split {args.split!r}")
+
+    import torch
+
+    from pipeline.teachers.transformers_backend import TransformersBackend, TransformersConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        loaded = TransformersBackend(
+            TransformersConfig(model=str(model_dir), device=args.device, dtype=args.dtype, use_chat="false")
+        )
+        style = resolve_style(loaded.tokenizer, args.prompt_style)
+    except ValueError as exc:
+        return _fail(str(exc))
+    model, tokenizer = loaded.model, loaded.tokenizer
+    out = args.out or model_dir / "eval" / f"{args.split}.parquet"
+    console.print(
+        f"evaluating [bold]{model_dir}[/] on {args.split} ({len(questions)} questions x {args.n}, "
+        f"{style} prompts, {'greedy' if args.temperature == 0 else f'T={args.temperature}'}) on {loaded.device}"
+    )
+    kwargs = dict(
+        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, prompt_style=style, n=args.n,
+        temperature=args.temperature, top_p=args.top_p, seed=args.seed, split=args.split,
+    )  # fmt: skip
+    if args.quiet:
+        result = evaluate_model(model, tokenizer, questions, **kwargs)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task(args.split, total=len(questions) * args.n)
+            result = evaluate_model(
+                model, tokenizer, questions, progress=lambda done, total: bar.update(task, completed=done), **kwargs
+            )
+    extra = {
+        "model": str(model_dir),
+        "source": args.source or "synthetic",
+        "out": str(out),
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "seed": args.seed,
+        "max_new_tokens": args.max_new_tokens,
+    }
+    try:
+        write_predictions(result, out, extra)
+    except OSError as exc:
+        return _fail(f"cannot write {out}: {exc}")
+    summary = {**result.summary(), **extra}
+    s = result.scores
+    if s.errors:
+        first = next(r["error"] for r in result.rows if r["finish_reason"] == "error")
+        console.print(f"[yellow]{s.errors} generation(s) failed[/], e.g. {first}")
+    console.print(
+        f"{args.split}: accuracy [bold]{s.accuracy:.2%}[/] over {s.samples} prediction(s) of {s.n} question(s) "
+        f"(judged {s.judged}; pass@{s.k} {s.pass_at_k:.2%}; majority {s.majority_accuracy:.2%}) "
+        f"in {result.seconds:.1f}s -> {out}"
+    )
+    sys.stdout.write(json.dumps(summary) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
