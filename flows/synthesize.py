@@ -25,6 +25,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -77,6 +78,14 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
     """Body of the flow (inside a flow run): plan shards, submit with back-pressure, summarise."""
     logger = get_run_logger()
     t0 = time.perf_counter()
+    ctx = FlowRunContext.get()
+    active = type(ctx.task_runner).__name__ if ctx and ctx.task_runner else None
+    wanted = {"thread": "ThreadPoolTaskRunner", "dask": "DaskTaskRunner", "ray": "RayTaskRunner"}[cfg.task_runner]
+    if active != wanted:
+        logger.warning(
+            "config asks for task_runner=%r but this run executes on %s (a served deployment's runner is fixed "
+            "by `python -m flows.serve --config`)", cfg.task_runner, active,
+        )
     run_id = cfg.run_id()
     run_dir = Path(out) / run_id
     for spec in cfg.teachers:  # fail on a bad teacher before any work (and load engines once)
