@@ -102,6 +102,7 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
     results: list[ShardResult] = []
     skipped = planned = 0
     first = True
+    last_update = [0.0]
 
     def collect(future: PrefectFuture) -> None:
         result = ShardResult.from_dict(future.result())
@@ -109,6 +110,10 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
         written = sum(r.rows for r in results)
         finished = len(results) + skipped
         logger.info("shard %s: %d rationales in %.2fs", result.name, result.rows, result.total_s)
+        now = time.monotonic()
+        if now - last_update[0] < 1.0:  # each update is an API call: at most one a second
+            return
+        last_update[0] = now
         pct = 100.0 * finished / total if total else 0.0
         update_progress_artifact(progress_id, min(pct, 100.0), f"run {run_id}: " + _progress_text(finished, total, written, skipped))
 

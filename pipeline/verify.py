@@ -626,6 +626,8 @@ def judge(predicted: str | None, gold: str, task: str) -> bool | None:
 def _judge_numeric(
     predicted: str, gold_text: str, gold_value: Fraction | None, symbolic_task: bool
 ) -> bool | None:
+    if predicted == gold_text:  # both canonical already: the common case needs no parsing
+        return True
     pred_value = _parse_plain(predicted)
     if pred_value is None and not _SYMBOLIC_RE.search(_clean_latex(predicted)):
         pred_value = _parse_strict(predicted)  # raw text such as "$1,234.50"

@@ -21,6 +21,7 @@ gives the same first problems whatever ``n`` is.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import Iterator, Mapping
@@ -87,9 +88,9 @@ class WorldConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> WorldConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """8 hex digits identifying this configuration (part of every question id)."""
+        """8 hex digits identifying this configuration (part of every question id); computed once."""
         return stable_hash(json.dumps(self.to_dict(), sort_keys=True), length=8)
 
     @property
