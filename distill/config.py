@@ -88,6 +88,9 @@ class MindScriptArguments:
         metadata={"help": "student: a local HF causal LM folder, 'scratch' (untrained tiny student), or empty for "
                   "the embedded default (the stage-0 tiny student, built on first use)"},
     )
+    student_root: str = field(
+        default="runs/students", metadata={"help": "where the embedded default student is built and cached"}
+    )
     lora_r: int = field(default=0, metadata={"help": "LoRA rank (0 = full fine-tuning); needs the [peft] extra"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
     eval_splits: str = field(

@@ -1,0 +1,168 @@
+"""``python -m distill.train``: distil rationale shards into a student with the MIND trainer.
+
+    python -m distill.train --data runs/demo --output_dir runs/train-mind --strategy mind --max_steps 300
+    python -m distill.train --config configs/train/mind.yaml --seed 1
+
+Flags are TRL's (``SFTConfig``: ``--output_dir``, ``--max_steps``, ``--learning_rate``,
+``--per_device_train_batch_size``, ``--gradient_accumulation_steps``, ``--seed``,
+``--resume_from_checkpoint`` ...) plus MIND's (``distill.config.MindConfig``) and the script's
+(``MindScriptArguments``: ``--data``, ``--student``, evaluation). With no ``--student`` the
+embedded default is used: the synthetic world's tiny student after its stage-0 pretraining
+(built once under ``runs/students/``). After training the model is saved to ``output_dir`` and
+evaluated on the synthetic world's splits; the last stdout line is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import set_seed
+from trl import TrlParser
+
+from data_schemas import ContractError
+from distill.config import MindConfig, MindScriptArguments
+from distill.data import CandidateStore, held_out_split, load_questions_with_candidates
+from distill.formatting import resolve_style
+from distill.student import (
+    LoraSettings,
+    StudentLoadError,
+    TokenizerMismatchError,
+    build_student,
+    build_world_tokenizer,
+    ensure_default_student,
+    load_student,
+)
+from distill.trainer import MindTrainer
+
+logger = logging.getLogger("distill.train")
+
+
+def load_model(script: MindScriptArguments, args: MindConfig) -> tuple[Any, Any, str]:
+    """``(model, tokenizer, description)`` of the student the flags ask for."""
+    lora = LoraSettings(r=script.lora_r, alpha=script.lora_alpha) if script.lora_r > 0 else None
+    if script.student == "scratch":
+        tokenizer = build_world_tokenizer()
+        model = build_student(tokenizer, seed=args.seed)
+        if lora is not None:
+            from distill.student import apply_lora
+
+            model = apply_lora(model, lora)
+        return model, tokenizer, "scratch (untrained tiny student)"
+    path = Path(script.student) if script.student else ensure_default_student(script.student_root, seed=0)
+    model, tokenizer = load_student(path, lora=lora)
+    return model, tokenizer, str(path) if script.student else f"embedded default ({path})"
+
+
+def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
+    """Train, save and evaluate; return the summary printed as the last line."""
+    if not script.data:
+        raise ContractError("--data", "a folder of rationale shards is required (e.g. the output of flows.synthesize)")
+    set_seed(args.seed)
+    model, tokenizer, described = load_model(script, args)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    style = resolve_style(tokenizer, args.prompt_style)
+    print(f"student: {described}; prompt style {style}", file=sys.stderr)
+
+    questions, views, report = load_questions_with_candidates(
+        script.data, tokenizer, style, include_incorrect=args.include_incorrect, max_length=args.max_length
+    )
+    for line in report.lines():
+        print(f"data: {line}", file=sys.stderr)
+    if report.questions_without_candidate:
+        logger.warning("%d question(s) had no usable candidate and were skipped", report.questions_without_candidate)
+    train_qs, probe, validation = held_out_split(questions, args.probe_questions, args.validation_questions, args.seed)
+    store = CandidateStore(train_qs, len(views), args.seed)
+    print(
+        f"data: {len(train_qs)} training questions, {len(probe)} probe, {len(validation)} validation (held out)",
+        file=sys.stderr,
+    )
+
+    trainer = MindTrainer(model, args, store, views, probe, processing_class=tokenizer)
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    train_seconds = time.perf_counter() - t0
+    trainer.save_model(args.output_dir)
+    summary = trainer.summary()
+    print_views(summary)
+
+    results: dict[str, Any] = {}
+    splits = [s for s in script.eval_splits.split(",") if s]
+    if trainer.is_world_process_zero() and (splits or validation):
+        from distill.evaluate import evaluate_splits
+
+        sets: dict[str, Any] = {}
+        if validation:
+            sets["validation"] = [
+                {"question_id": q.question_id, "question": q.question, "gold_answer": q.gold_answer, "task": q.task}
+                for q in validation
+            ]
+        if splits:
+            from distill.evaluate import load_split_questions
+
+            for name in splits:
+                sets[name] = load_split_questions(name, num_questions=script.eval_questions, world_seed=script.world_seed)
+        evals = evaluate_splits(
+            trainer.model, tokenizer, sets, out_dir=Path(args.output_dir) / "eval",
+            max_new_tokens=script.eval_max_new_tokens, prompt_style=style,
+            batch_size=max(args.per_device_eval_batch_size, 32),
+        )  # fmt: skip
+        results = {name: r.summary() for name, r in evals.items()}
+        (Path(args.output_dir) / "eval_results.json").write_text(json.dumps(results, indent=2))
+    return {
+        "strategy": args.strategy,
+        "feedback": args.feedback,
+        "seed": args.seed,
+        "steps": trainer.state.global_step,
+        "train_seconds": round(train_seconds, 2),
+        "output_dir": args.output_dir,
+        "accuracy": {name: r["accuracy"] for name, r in results.items()},
+        "n": {name: r["n"] for name, r in results.items()},
+        "pick_share": {name: round(v["pick_share"], 4) for name, v in summary["views"].items()},
+    }
+
+
+def print_views(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"strategy {summary['strategy']} ({summary['feedback']} feedback): per perspective")
+    for col in ("view", "picks", "share", "mean weight", "L_p"):
+        table.add_column(col, justify="left" if col == "view" else "right")
+    for name, v in summary["views"].items():
+        lp = "–" if v["L_p"] is None else f"{v['L_p']:.3f}"
+        table.add_row(name, f"{v['picks']:,}", f"{v['pick_share']:.1%}", f"{v['mean_weight']:.3f}", lp)
+    Console(stderr=True, emoji=False).print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = TrlParser((MindScriptArguments, MindConfig))
+    try:
+        script, args = parser.parse_args_and_config(argv)
+    except ValueError as exc:  # our __post_init__ checks and the parser's own
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = train(script, args)
+    except (ContractError, StudentLoadError, TokenizerMismatchError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if result["accuracy"]:
+        print(
+            "accuracy: " + ", ".join(f"{k} {v:.1%} (n={result['n'][k]})" for k, v in result["accuracy"].items()),
+            file=sys.stderr,
+        )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
