@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from trl import SFTConfig
 
 STRATEGIES = ("golden", "all", "random", "lowest_loss", "inertia", "mind")
@@ -73,6 +74,9 @@ class MindConfig(SFTConfig):
         # our collator carries extra columns and builds labels itself; packing/padding-free would drop them
         self.remove_unused_columns = False
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        if self.bf16 is None and (self.use_cpu or not torch.cuda.is_available()):
+            # TRL defaults to bf16 autocast; on a CPU that is slower and makes results depend on batch shapes
+            self.bf16 = False
         if self.packing or self.padding_free:
             raise ValueError("packing and padding_free are not supported by the MIND trainer (they drop columns)")
         super().__post_init__()
