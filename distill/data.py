@@ -10,6 +10,7 @@ question id, so the split is stable and they never appear in training.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -145,7 +146,8 @@ class CandidateStore:
     """All training candidates, with global ids, and the per-epoch choice of sample per view."""
 
     def __init__(self, questions: Sequence[QuestionCandidates], num_views: int, seed: int):
-        self.questions = list(questions)
+        # own View objects (sharing the token lists): the uids written below never leak into the caller's
+        self.questions = [dataclasses.replace(q, views=[dataclasses.replace(v) for v in q.views]) for q in questions]
         self.num_views = num_views
         self.seed = seed
         uid = 0

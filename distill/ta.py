@@ -31,13 +31,15 @@ class TeachingAssistant(nn.Module):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.embedding = nn.Embedding(num_views, embedding_dim)
-        self.net = nn.Sequential(nn.Linear(NUM_FEATURES + embedding_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        # no output bias: the policy is a softmax within each question, so a constant shift of every score
+        # changes nothing; its gradient is zero up to rounding, which Adam would blow up to +-lr steps
+        # (a random walk that made TA states differ between GA=1 and GA=k, or between 1 and 2 processes)
+        self.net = nn.Sequential(nn.Linear(NUM_FEATURES + embedding_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
         with torch.no_grad():  # seeded init, identical on every rank; zero output layer = neutral start
             for p in (self.embedding.weight, self.net[0].weight):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
             self.net[0].bias.zero_()
             self.net[2].weight.zero_()
-            self.net[2].bias.zero_()
 
     def forward(self, features: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
         x = torch.cat([features, self.embedding(views)], dim=-1)

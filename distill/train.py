@@ -37,7 +37,7 @@ from distill.student import (
     ensure_default_student,
     load_student,
 )
-from distill.trainer import MindTrainer
+from distill.trainer import MIND_STATE, MindTrainer
 
 logger = logging.getLogger("distill.train")
 
@@ -62,6 +62,18 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
     """Train, save and evaluate; return the summary printed as the last line."""
     if not script.data:
         raise ContractError("--data", "a folder of rationale shards is required (e.g. the output of flows.synthesize)")
+    resume = args.resume_from_checkpoint
+    if resume and not (Path(resume) / MIND_STATE).is_file():  # fail before loading anything, without a traceback
+        raise ContractError(
+            "--resume_from_checkpoint", f"{resume} has no {MIND_STATE}: not a MIND checkpoint (give a checkpoint-N folder)"
+        )
+    splits = [s.strip() for s in script.eval_splits.split(",") if s.strip()]
+    if splits:  # a typo must not surface only after training, as a traceback
+        from distill.evaluate import SYNTHETIC_SPLITS
+
+        if unknown := [s for s in splits if s not in SYNTHETIC_SPLITS]:
+            choices = ", ".join(SYNTHETIC_SPLITS)
+            raise ContractError("--eval_splits", f"unknown split(s) {', '.join(unknown)}; choose from {choices}")
     set_seed(args.seed)
     model, tokenizer, described = load_model(script, args)
     if tokenizer.pad_token is None:
@@ -92,7 +104,6 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
     print_views(summary)
 
     results: dict[str, Any] = {}
-    splits = [s for s in script.eval_splits.split(",") if s]
     if trainer.is_world_process_zero() and (splits or validation):
         from distill.evaluate import evaluate_splits
 

@@ -172,6 +172,7 @@ class MindTrainer(SFTTrainer):
         self._pending_records: list[dict[str, torch.Tensor]] = []
         self._log_picks: Counter = Counter()  # since the last log line
         self._log_weights: defaultdict[int, float] = defaultdict(float)
+        self._step_sums: Counter = Counter()  # this optimizer step's policy/pick sums (this rank)
         self._golden = self._golden_views() if args.strategy == "golden" else None
 
     # ------------------------------------------------------------ set-up helpers
@@ -244,12 +245,18 @@ class MindTrainer(SFTTrainer):
             age = stats.age(uids, step)
         if stats.ready:
             L, S = stats.L, stats.S  # noqa: N806
-        elif fresh is not None:  # first step, fresh losses: centre on the batch itself
-            L, S = float(fresh.mean()), float(fresh.std()) + 1e-6 if fresh.numel() > 1 else 1.0  # noqa: N806
+        elif fresh is not None:  # first step, fresh losses: centre each question on its own candidates
+            # (per question, not per micro-batch: a question never spans micro-batches, so GA=k equals GA=1)
+            mean = torch.zeros(nq, dtype=torch.float64).index_add(0, groups, fresh) / sizes
+            var = torch.zeros(nq, dtype=torch.float64).index_add(0, groups, (fresh - mean[groups]) ** 2) / sizes
+            L, S = mean[groups], var.sqrt()[groups] + 1e-6  # noqa: N806 - per-candidate tensors
         else:  # nothing measured yet: every candidate looks alike (z = 0)
             L, S = 0.0, 1.0  # noqa: N806
-        lhat = torch.nan_to_num(lhat, nan=L)
-        view_loss = torch.tensor([stats.view_loss(int(v)) if stats.ready else L for v in views], dtype=torch.float64)
+        lhat = torch.where(torch.isnan(lhat), torch.as_tensor(L, dtype=torch.float64), lhat)
+        if stats.ready:
+            view_loss = torch.tensor([stats.view_loss(int(v)) for v in views], dtype=torch.float64)
+        else:
+            view_loss = torch.as_tensor(L, dtype=torch.float64).expand(groups.shape[0]).clone()
         trend = torch.tensor([stats.view_trend(int(v)) if stats.ready else 0.0 for v in views], dtype=torch.float64)
         progress = step / max(self.state.max_steps, 1)
         feats = build_features(lhat, seen, age, view_loss, trend, lengths, L, S, progress)
@@ -271,8 +278,11 @@ class MindTrainer(SFTTrainer):
         if strategy == "mind":
             self._pending_records.append({"x": feats.x, "views": views, "groups": groups, "offset": offset, "picked": picked})
         ent = entropy_per_group(log_pi, groups, nq)
-        self._metrics["train"]["mind/policy_entropy"].append(float(ent.mean()))
-        self._metrics["train"]["mind/gated_share"].append(float((offset < -1e-6).to(torch.float64).mean()))
+        sums = self._step_sums  # logged per optimizer step over all ranks (end_of_step)
+        sums["entropy"] += float(ent.sum())
+        sums["questions"] += nq
+        sums["gated"] += float((offset < -1e-6).sum())
+        sums["candidates"] += int(groups.shape[0])
         return picked, weights, fresh
 
     @staticmethod
@@ -303,21 +313,19 @@ class MindTrainer(SFTTrainer):
         if not torch.isfinite(loss):
             last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
             raise FloatingPointError(
-                f"non-finite loss ({float(loss)}) at optimizer step {self.state.global_step}; stopping before the "
+                f"non-finite loss ({float(loss)}) in optimizer step {self.state.global_step + 1} (after {self.state.global_step} "
+                f"completed); stopping before the "
                 f"update. Last good checkpoint: {last or 'none saved yet'}. Lower the learning rate or check the data."
             )
         uids, views = inputs["cand_uid"].cpu(), inputs["cand_view"].cpu()
         sel = picked.cpu()
         if fresh is not None:
-            self._pending.append({"uids": uids, "views": views, "losses": fresh})
+            entry = {"uids": uids, "views": views, "losses": fresh}
         else:
-            self._pending.append({"uids": uids[sel], "views": views[sel], "losses": losses.detach().cpu().to(torch.float64)})
-        for v, wt in zip(views[sel].tolist(), weights[sel].tolist(), strict=True):
-            self.mind.picks[v] += 1
-            self.mind.weights[v] += wt
-            self._log_picks[v] += 1
-            self._log_weights[v] += wt
-        self._metrics["train"]["mind/candidates_trained"].append(float(sel.sum()))
+            entry = {"uids": uids[sel], "views": views[sel], "losses": losses.detach().cpu().to(torch.float64)}
+        # pick counts are tallied in end_of_step from every rank's picks (identical on all ranks)
+        entry.update(pick_views=views[sel], pick_weights=weights[sel].cpu().to(torch.float64))
+        self._pending.append(entry)
         return (loss, None) if return_outputs else loss
 
     # ------------------------------------------------------------ once per optimizer step
@@ -325,13 +333,29 @@ class MindTrainer(SFTTrainer):
         """Update the statistics with the step's losses (all ranks), then probe and update the TA."""
         pending, self._pending = self._pending, []
         records, self._pending_records = self._pending_records, []
-        if self.args.world_size > 1:
-            pending = [p for part in gather_object([pending]) for p in part]
-            records = [r for part in gather_object([records]) for r in part]
+        sums, self._step_sums = self._step_sums, Counter()
+        if self.args.world_size > 1:  # rank order = the order of the global batch's questions
+            parts = gather_object([(pending, records, dict(sums))])
+            pending = [p for part in parts for p in part[0]]
+            records = [r for part in parts for r in part[1]]
+            sums = Counter()
+            for part in parts:
+                for k, v in part[2].items():
+                    sums[k] += v
         if pending:
             cat = {k: torch.cat([p[k] for p in pending]) for k in ("uids", "views", "losses")}
             self.mind.stats.update(cat["uids"], cat["views"], cat["losses"], global_step - 1)
         self.mind.records.extend(records)
+        for p in pending:
+            for v, wt in zip(p["pick_views"].tolist(), p["pick_weights"].tolist(), strict=True):
+                self.mind.picks[v] += 1
+                self.mind.weights[v] += wt
+                self._log_picks[v] += 1
+                self._log_weights[v] += wt
+        self._metrics["train"]["mind/candidates_trained"].append(float(sum(len(p["pick_views"]) for p in pending)))
+        if sums["questions"]:
+            self._metrics["train"]["mind/policy_entropy"].append(sums["entropy"] / sums["questions"])
+            self._metrics["train"]["mind/gated_share"].append(sums["gated"] / max(sums["candidates"], 1))
         stats = self.mind.stats
         for v, name in enumerate(self.mind.views):
             if stats.view_slow[v].ready:
