@@ -45,7 +45,10 @@ class MindConfig(SFTConfig):
     ta_baseline_beta: float = field(default=0.8, metadata={"help": "EMA momentum of the REINFORCE reward baseline"})
     probe_every: int = field(default=10, metadata={"help": "optimizer steps between probes (TA feedback); 0 = never"})
     probe_questions: int = field(default=32, metadata={"help": "held-out probe questions (each scored on every view)"})
-    probe_batch_size: int = field(default=32, metadata={"help": "sequences per no-grad scoring forward"})
+    probe_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "sequences per no-grad scoring forward (probe, fresh feedback); default: the training batch size"},
+    )
     validation_questions: int = field(
         default=0, metadata={"help": "further held-out questions (never trained on) for tuning; 0 = none"}
     )

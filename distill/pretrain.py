@@ -69,11 +69,11 @@ class Stage0Settings:
 
     size: str = field(default="tiny", metadata={"help": f"student size: {', '.join(SIZES)}"})
     seed: int = field(default=0, metadata={"help": "model init, data order and teacher samples"})
-    max_steps: int = field(default=500, metadata={"help": "optimizer steps"})
+    max_steps: int = field(default=2400, metadata={"help": "optimizer steps"})
     num_questions: int = field(default=4000, metadata={"help": "retention_train questions to learn from"})
-    learning_rate: float = field(default=3e-3, metadata={"help": "peak learning rate (AdamW)"})
-    per_device_train_batch_size: int = field(default=32, metadata={"help": "examples per step"})
-    warmup_steps: int = field(default=30, metadata={"help": "linear warmup steps"})
+    learning_rate: float = field(default=1.5e-3, metadata={"help": "peak learning rate (AdamW)"})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "examples per step"})
+    warmup_steps: int = field(default=100, metadata={"help": "linear warmup steps"})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
@@ -91,7 +91,7 @@ class Stage0Settings:
         metadata={"help": "torch intra-op threads (None: torch's default). A tiny model gains little from more, "
                   "and several threads stall badly when another process keeps the CPU busy"},
     )
-    logging_steps: int = field(default=50, metadata={"help": "log the loss every N steps"})
+    logging_steps: int = field(default=200, metadata={"help": "log the loss every N steps"})
 
     def __post_init__(self) -> None:
         from pipeline.synthetic import PERSPECTIVES
@@ -340,6 +340,9 @@ def _run_stage0(settings: Stage0Settings, out: Path, world: WorldConfig, progres
         "num_examples": len(data),
         "train_loss": result.training_loss,
         "final_logged_loss": losses[-1] if losses else None,
+        "loss_curve": [
+            {"step": h["step"], "loss": round(h["loss"], 4)} for h in trainer.state.log_history if "loss" in h
+        ],
         "retention": retention,
         "retention_accuracy": retention["accuracy"],
         "seconds": {"prepare": round(prepared - started, 2), "train": round(trained - prepared, 2),

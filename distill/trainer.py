@@ -291,14 +291,22 @@ class MindTrainer(SFTTrainer):
         totals = torch.zeros(nq, dtype=torch.float64).index_add(0, groups, p)
         return torch.where(picked, p / totals[groups].clamp(min=1e-12), torch.zeros_like(p))
 
+    @property
+    def scoring_batch_size(self) -> int:
+        """Rows per no-grad scoring forward: ``probe_batch_size``, else the training batch size,
+        so that scoring never needs more activation memory than a training step."""
+        return self.args.probe_batch_size or self.args.per_device_train_batch_size
+
     def _score_rows(self, model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """No-grad mean NLL of every candidate row, in chunks of ``probe_batch_size``."""
-        n = inputs["input_ids"].shape[0]
-        out = []
-        for start in range(0, n, self.args.probe_batch_size):
-            rows = torch.arange(start, min(n, start + self.args.probe_batch_size), device=inputs["input_ids"].device)
-            out.append(sequence_nll(model, **_trim(inputs, rows)))
-        return torch.cat(out)
+        """No-grad mean NLL of every candidate row, sorted by length and chunked (little padding)."""
+        lengths = inputs["attention_mask"].sum(dim=1)
+        order = torch.argsort(lengths, stable=True)
+        out = torch.empty(order.numel(), dtype=torch.float32, device=order.device)
+        bs = self.scoring_batch_size
+        for start in range(0, order.numel(), bs):
+            rows = order[start : start + bs]
+            out[rows] = sequence_nll(model, **_trim(inputs, rows)).float()
+        return out
 
     # ------------------------------------------------------------ the loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -376,8 +384,8 @@ class MindTrainer(SFTTrainer):
         losses = []
         device = self.args.device
         with torch.no_grad():
-            for start in range(0, len(mine), self.args.probe_batch_size):
-                idx = mine[start : start + self.args.probe_batch_size]
+            for start in range(0, len(mine), self.scoring_batch_size):
+                idx = mine[start : start + self.scoring_batch_size]
                 batch = pad_sequences([seqs[i] for i in idx], [plens[i] for i in idx], self.collator.pad_id)
                 batch = {k: v.to(device) for k, v in batch.items()}
                 losses.append(sequence_nll(model, **batch).cpu().to(torch.float64))
