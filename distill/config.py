@@ -100,6 +100,11 @@ class MindScriptArguments:
     )
     lora_r: int = field(default=0, metadata={"help": "LoRA rank (0 = full fine-tuning); needs the [peft] extra"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
+    num_threads: int | None = field(
+        default=None,
+        metadata={"help": "torch intra-op CPU threads (default: torch's). 1 suits the tiny student and avoids OpenMP "
+                  "stalls when another process shares the CPU"},
+    )
     eval_splits: str = field(
         default="test,ood_steps,ood_template,retention",
         metadata={"help": "synthetic-world splits evaluated after training (comma-separated; empty = none)"},

@@ -3,7 +3,7 @@
 The retention skill ("What is the largest of 14, 7 and 22?") is learned *before* distillation,
 so that distillation's forgetting can be measured on the ``retention`` split afterwards::
 
-    python -m distill.pretrain --output_dir runs/students/my-tiny [--max_steps 600] [--seed 0]
+    python -m distill.pretrain --output_dir runs/students/my-tiny [--max_steps 2400] [--seed 0]
 
 Training data: ``retention_train`` questions (disjoint from ``retention``), prompt =
 :mod:`distill.formatting`'s plain prompt, completion = the reference teacher's noise-free
@@ -11,6 +11,14 @@ rationale in one perspective (default ``stepwise``: one short ``max(a, b) = c`` 
 comparison, then ``The answer is N.``), loss on the completion only. Optionally a share of the
 examples are plain ``train`` questions (the prompt text only, loss on every token, no answer), so
 the student has seen the world's vocabulary before distillation.
+
+Defaults (tuned on a shared 2-core CPU, one torch thread): the tiny student, batch 8, AdamW at
+1.5e-3 (cosine, 100 warmup steps), 2400 steps (~2 CPU minutes) reach 90-99% retention accuracy
+across seeds. Small batches learn most per CPU second; 2e-3 and above is unstable for some
+seeds (a plateau or a collapse to ~60-80%). The errors left are digit mix-ups in a comparison
+(``max(53, 47) = 57``). ``question_lm_share`` defaults to 0: within this budget every LM example
+displaces a retention example (one paired run: 81% instead of 94%), and distillation trains on
+the same vocabulary right away.
 
 Why plain ``transformers.Trainer`` and not TRL's ``SFTTrainer``: the examples are encoded here
 with :func:`distill.formatting.encode_example`, exactly as the distillation trainer and the
@@ -83,7 +91,7 @@ class Stage0Settings:
     )
     vocab_size: int = field(default=1024, metadata={"help": "world tokenizer vocabulary size"})
     tokenizer_seed: int = field(default=0, metadata={"help": "seed of the world tokenizer's corpus"})
-    eval_questions: int = field(default=100, metadata={"help": "retention-split questions for the final accuracy"})
+    eval_questions: int = field(default=200, metadata={"help": "retention-split questions for the final accuracy"})
     eval_batch_size: int = field(default=100, metadata={"help": "batch size of the greedy evaluation"})
     eval_steps: int = field(default=0, metadata={"help": "also measure retention every N steps (0: only at the end)"})
     num_threads: int | None = field(

@@ -36,6 +36,7 @@ from distill.student import (
     build_world_tokenizer,
     ensure_default_student,
     load_student,
+    set_torch_threads,
 )
 from distill.trainer import MIND_STATE, MindTrainer
 
@@ -75,6 +76,7 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
             choices = ", ".join(SYNTHETIC_SPLITS)
             raise ContractError("--eval_splits", f"unknown split(s) {', '.join(unknown)}; choose from {choices}")
     set_seed(args.seed)
+    set_torch_threads(script.num_threads)
     model, tokenizer, described = load_model(script, args)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
