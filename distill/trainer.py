@@ -321,7 +321,7 @@ class MindTrainer(SFTTrainer):
         if not torch.isfinite(loss):
             last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
             raise FloatingPointError(
-                f"non-finite loss ({float(loss)}) in optimizer step {self.state.global_step + 1} (after {self.state.global_step} "
+                f"non-finite loss ({float(loss.detach())}) in optimizer step {self.state.global_step + 1} (after {self.state.global_step} "
                 f"completed); stopping before the "
                 f"update. Last good checkpoint: {last or 'none saved yet'}. Lower the learning rate or check the data."
             )
