@@ -464,6 +464,7 @@ def ensure_default_student(
     if progress:
         print(f"building the default student in {target} (stage-0 pretraining, once)", file=sys.stderr, flush=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the finished student is an ordinary folder
     try:
         run_stage0(settings, tmp, world=world, progress=progress)
         if target.exists() and not (target / "config.json").is_file():  # a stale, unfinished folder
