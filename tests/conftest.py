@@ -55,3 +55,26 @@ def prefect_harness(tmp_path_factory):
     storage = tmp_path_factory.mktemp("prefect-results")
     with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}), prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="module")
+def one_cpu_thread():
+    """A tiny model is fastest on one thread; several spin badly on a shared, busy CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dirs(tmp_path_factory):
+    """Two tiny local causal LMs (random weights): ``plain`` and ``chat`` (with a chat template)."""
+    from tests.tiny_models import build_tiny_causal_lm
+
+    root = tmp_path_factory.mktemp("tiny_lm")
+    return {
+        "plain": build_tiny_causal_lm(root / "plain", chat_template=False),
+        "chat": build_tiny_causal_lm(root / "chat", chat_template=True, seed=1),
+    }

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from distill.evaluate import (
@@ -26,27 +25,16 @@ from distill.evaluate import (
 from distill.formatting import encode_prompt
 from pipeline.teachers.transformers_backend import TransformersBackend
 from tests.conftest import REPO_ROOT
-from tests.tiny_models import build_tiny_causal_lm
 
 MAX_NEW = 24
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_cpu_thread():
-    """A tiny model is fastest on one thread; several spin badly on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tiny_students")
-    return {
-        "plain": build_tiny_causal_lm(root / "plain", chat_template=False),
-        "chat": build_tiny_causal_lm(root / "chat", chat_template=True, seed=1),
-    }
+def tiny(tiny_lm_dirs: dict[str, Path]) -> dict[str, Path]:
+    return tiny_lm_dirs
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import torch
 
 from pipeline.teachers.base import Completion, GenerationRequest, SamplingConfig
 from pipeline.teachers.transformers_backend import TransformersBackend, TransformersConfig
-from tests.tiny_models import build_tiny_causal_lm
 
 PROMPTS = [
     "Tom has 3 apples.",
@@ -22,22 +21,12 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_cpu_thread():
-    """A tiny model is fastest on one thread; several spin badly on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.fixture(scope="session")
-def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tiny_lm")
-    return {
-        "plain": build_tiny_causal_lm(root / "plain", chat_template=False),
-        "chat": build_tiny_causal_lm(root / "chat", chat_template=True, seed=1),
-    }
+def tiny_dirs(tiny_lm_dirs: dict[str, Path]) -> dict[str, Path]:
+    return tiny_lm_dirs
 
 
 @pytest.fixture(scope="session")
