@@ -15,7 +15,7 @@ Set-up (identical for every configuration):
 - data: synthetic-world rationale shards written by ``pipeline.synthesis.run_shard`` with 5
   perspectives (stepwise, equation, socratic, verbose, backward), one sample each, so every
   question has exactly 5 candidates (``include_incorrect``: verification does not thin them);
-  the probe set is ``held_out_split``'s (32 questions x 5 views);
+  the probe set is ``held_out_split``'s (``probe_questions``, default 16, x 5 views);
 - same batch size (questions per step), seed, learning rate, optimizer (TRL's default),
   ``max_length``, ``gradient_checkpointing`` (TRL's default, on), precision (fp32 on CPU, bf16
   on CUDA), torch threads (``--torch-threads``, default 1); no logging (``logging_steps`` huge,
@@ -50,8 +50,8 @@ MIND step down (light wrappers around the trainer's methods) and profiles it (cP
 Sizes: full = 8 questions per step (40 candidates), 5 warm-up + 20 measured steps, 3 rounds, all
 strategies (plus ``mind_no_probe``, ``probe_every=0``, to isolate the probe); quick = 4 questions
 per step, 2 + 10 steps, one round, sft/random/mind/mind_fresh/all, memory of random and mind only
-(their processes start beside the timing process). The probe's cost per step is fixed (32 x 5
-sequences every 10 steps) while the training cost grows with the batch, so ``mind_over_random``
+(their processes start beside the timing process). The probe's cost per step is fixed (16 x 5
+sequences every 10 steps by default) while the training cost grows with the batch, so ``mind_over_random``
 falls as the batch grows: quick and full figures are not comparable.
 """
 
@@ -121,7 +121,10 @@ TARGETS = {
     "random_over_sft_max": 1.1,
 }
 
-PROBE_EVERY = 10  # MindConfig's default; measured windows are a multiple of it
+from distill.config import MindConfig  # noqa: E402  (the defaults below)
+
+PROBE_EVERY = MindConfig.probe_every  # the defaults; measured windows are a multiple of probe_every
+PROBE_QUESTIONS = MindConfig.probe_questions
 LEARNING_RATE = 1e-4
 SEED = 0
 
@@ -179,7 +182,7 @@ class Setup:
         questions, self.views, self.report = load_questions_with_candidates(
             spec["data"], self.tokenizer, "plain", include_incorrect=True, max_length=spec["max_length"]
         )
-        self.train, self.probe, _ = held_out_split(questions, 32, 0, SEED)
+        self.train, self.probe, _ = held_out_split(questions, PROBE_QUESTIONS, 0, SEED)
         # the SFT data: per question the candidate `random` picks at step 0, as prompt/completion token ids
         groups = torch.tensor([i for i, q in enumerate(self.train) for _ in q.views])
         picked = pick_uniform(groups, len(self.train), [q.question_id for q in self.train], SEED, 0, 1)
@@ -728,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         "precision": "bf16 autocast" if timing["device"] == "cuda" else "fp32",
         "gradient_checkpointing": spec["gradient_checkpointing"], "batch_size_questions": size["batch_size"],
         "gradient_accumulation_steps": 1, "learning_rate": LEARNING_RATE, "optimizer": "TRL default (adamw_torch_fused)",
-        "max_length": spec["max_length"], "probe_every": PROBE_EVERY, "probe_questions": 32,
+        "max_length": spec["max_length"], "probe_every": PROBE_EVERY, "probe_questions": PROBE_QUESTIONS,
         "warmup_steps": size["warmup_steps"], "measured_steps": size["measured_steps"], "rounds": size["repeats"],
         "data": timing["data"], "data_report": timing["data_report"],
         "sft": "trl.SFTTrainer, prompt/completion token ids (input_ids + completion_mask, completion_only_loss) of "
