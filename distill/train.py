@@ -27,6 +27,7 @@ from trl import TrlParser
 from data_schemas import ContractError
 from distill.config import MindConfig, MindScriptArguments
 from distill.data import CandidateStore, held_out_split, load_questions_with_candidates
+from pipeline.sources import synthetic_world_of
 from distill.formatting import resolve_style
 from distill.student import (
     LoraSettings,
@@ -43,18 +44,19 @@ from distill.trainer import MIND_STATE, MindTrainer
 logger = logging.getLogger("distill.train")
 
 
-def load_model(script: MindScriptArguments, args: MindConfig) -> tuple[Any, Any, str]:
-    """``(model, tokenizer, description)`` of the student the flags ask for."""
+def load_model(script: MindScriptArguments, args: MindConfig, world: Any = None) -> tuple[Any, Any, str]:
+    """``(model, tokenizer, description)`` of the student the flags ask for (the embedded default
+    is built for the synthetic ``world``, a WorldConfig, or the default world)."""
     lora = LoraSettings(r=script.lora_r, alpha=script.lora_alpha) if script.lora_r > 0 else None
     if script.student == "scratch":
-        tokenizer = build_world_tokenizer()
+        tokenizer = build_world_tokenizer(world=world)
         model = build_student(tokenizer, seed=args.seed)
         if lora is not None:
             from distill.student import apply_lora
 
             model = apply_lora(model, lora)
         return model, tokenizer, "scratch (untrained tiny student)"
-    path = Path(script.student) if script.student else ensure_default_student(script.student_root, seed=0)
+    path = Path(script.student) if script.student else ensure_default_student(script.student_root, seed=0, world=world)
     model, tokenizer = load_student(path, lora=lora)
     return model, tokenizer, str(path) if script.student else f"embedded default ({path})"
 
@@ -75,9 +77,12 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
         if unknown := [s for s in splits if s not in SYNTHETIC_SPLITS]:
             choices = ", ".join(SYNTHETIC_SPLITS)
             raise ContractError("--eval_splits", f"unknown split(s) {', '.join(unknown)}; choose from {choices}")
+    # the synthetic world that wrote the data (None: not synthetic): the default student is built
+    # for it and the evaluation splits come from it (read before training: errors come first)
+    world = synthetic_world_of(script.data)
     set_seed(args.seed)
     set_torch_threads(script.num_threads)
-    model, tokenizer, described = load_model(script, args)
+    model, tokenizer, described = load_model(script, args, world)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     style = resolve_style(tokenizer, args.prompt_style)
@@ -119,7 +124,9 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
             from distill.evaluate import load_split_questions
 
             for name in splits:
-                sets[name] = load_split_questions(name, num_questions=script.eval_questions, world_seed=script.world_seed)
+                sets[name] = load_split_questions(
+                    name, num_questions=script.eval_questions, world_seed=script.world_seed, world=world
+                )
         evals = evaluate_splits(
             trainer.model, tokenizer, sets, out_dir=Path(args.output_dir) / "eval",
             max_new_tokens=script.eval_max_new_tokens, prompt_style=style,

@@ -91,6 +91,7 @@ class MindState:
         self.records: list[dict[str, torch.Tensor]] = []  # picks since the last probe (REINFORCE)
         self.picks = Counter()  # cumulative picks per view
         self.weights = defaultdict(float)  # cumulative weight per view
+        self.trained_tokens = 0  # completion tokens of the candidates trained on (all ranks)
         self.history: list[dict[str, Any]] = []  # per-probe log: reward, entropy, L_p
 
     def state_dict(self) -> dict[str, Any]:
@@ -99,7 +100,7 @@ class MindState:
             "ta_optimizer": self.ta_optimizer.state_dict(),
             "emas": {k: [getattr(self, k).value, getattr(self, k).weight] for k in ("baseline", "reward_var", "probe_loss")},
             "last_probe": self.last_probe, "records": self.records, "picks": dict(self.picks),
-            "weights": dict(self.weights), "history": self.history,
+            "weights": dict(self.weights), "history": self.history, "trained_tokens": self.trained_tokens,
         }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -115,6 +116,7 @@ class MindState:
         self.picks = Counter(state["picks"])
         self.weights = defaultdict(float, state["weights"])
         self.history = state["history"]
+        self.trained_tokens = int(state.get("trained_tokens", 0))  # absent in checkpoints before it existed
 
 
 class _MindCallback(TrainerCallback):
@@ -332,7 +334,8 @@ class MindTrainer(SFTTrainer):
         else:
             entry = {"uids": uids[sel], "views": views[sel], "losses": losses.detach().cpu().to(torch.float64)}
         # pick counts are tallied in end_of_step from every rank's picks (identical on all ranks)
-        entry.update(pick_views=views[sel], pick_weights=weights[sel].cpu().to(torch.float64))
+        tokens = int((inputs["cand_labels"][rows] != -100).sum())
+        entry.update(pick_views=views[sel], pick_weights=weights[sel].cpu().to(torch.float64), tokens=tokens)
         self._pending.append(entry)
         return (loss, None) if return_outputs else loss
 
@@ -355,6 +358,7 @@ class MindTrainer(SFTTrainer):
             self.mind.stats.update(cat["uids"], cat["views"], cat["losses"], global_step - 1)
         self.mind.records.extend(records)
         for p in pending:
+            self.mind.trained_tokens += p["tokens"]
             for v, wt in zip(p["pick_views"].tolist(), p["pick_weights"].tolist(), strict=True):
                 self.mind.picks[v] += 1
                 self.mind.weights[v] += wt
@@ -409,6 +413,9 @@ class MindTrainer(SFTTrainer):
         self.mind.last_probe = current
         self.mind.records = []  # the next reward is credited to the picks made from now on
         entry["L_p"] = {name: stats.view_loss(v) for v, name in enumerate(self.mind.views)}
+        # cumulative picks and weight sums per view (differences between probes: shares over time)
+        entry["picks"] = {name: self.mind.picks[v] for v, name in enumerate(self.mind.views)}
+        entry["weight_sums"] = {name: float(self.mind.weights[v]) for v, name in enumerate(self.mind.views)}
         self.mind.history.append(entry)
         self._metrics["train"]["mind/probe_loss"].append(entry["probe_loss"])
         for key in ("ta_reward", "ta_advantage", "ta_entropy"):
@@ -468,6 +475,7 @@ class MindTrainer(SFTTrainer):
                 }
                 for v, name in enumerate(m.views)
             },  # fmt: skip
+            "trained_tokens": m.trained_tokens,
             "probes": m.history,
         }
 

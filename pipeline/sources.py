@@ -235,6 +235,38 @@ def synthetic_questions(
             raise ContractError(f"synthetic world ({split}) question {i}", str(exc)) from None
 
 
+def synthetic_world_of(data: str | Path) -> Any:
+    """The ``WorldConfig`` that wrote the synthetic-world runs under ``data`` (from their
+    manifests: source options ``config``, ``seed`` and field overrides), or None when no run
+    there comes from the synthetic world. Raises ``ContractError`` when runs disagree."""
+    from data_schemas import find_runs
+    from data_schemas.manifest import load_manifest
+
+    from .synthetic.world import WorldConfig
+
+    found: dict[str, tuple[Path, Any]] = {}
+    for run in find_runs(data):
+        source = (load_manifest(run).config or {}).get("source") or {}
+        if source.get("kind") != "synthetic":
+            continue
+        opts = dict(source.get("options") or {})
+        opts.pop("split", None)
+        opts.pop("n", None)
+        config, seed = opts.pop("config", None), opts.pop("seed", None)
+        cfg = WorldConfig.from_dict(config) if isinstance(config, Mapping) else WorldConfig()
+        if seed is not None:
+            opts["seed"] = seed
+        try:
+            cfg = dataclasses.replace(cfg, **opts)
+        except TypeError as exc:
+            raise ContractError(f"{run}/manifest.json: config.source.options", str(exc)) from None
+        found.setdefault(cfg.fingerprint, (run, cfg))
+    if len(found) > 1:
+        runs = ", ".join(str(r) for r, _ in found.values())
+        raise ContractError(str(data), f"synthetic runs of different worlds ({runs}); evaluate each world on its own")
+    return next(iter(found.values()))[1] if found else None
+
+
 # ---------------------------------------------------------------- GSM8K
 def gsm8k_split(path: str | Path) -> str:
     """Split name of a GSM8K file: ``test`` for test.jsonl and test_socratic.jsonl, etc."""

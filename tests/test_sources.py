@@ -354,3 +354,34 @@ def test_bad_input(tmp_path, kind, name, text, line, reason):
         list(load_questions(kind, p, **options))
     assert exc.value.where == f"{p}:{line}"
     assert reason in exc.value.reason
+
+
+def _manifest(run_dir: Path, source: dict) -> None:
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({"run_id": run_dir.name, "config": {"source": source}}))
+
+
+def test_synthetic_world_of_reads_the_manifests(tmp_path):
+    from pipeline.sources import synthetic_world_of
+    from pipeline.synthetic.world import WorldConfig
+
+    assert synthetic_world_of(tmp_path) is None  # no run at all
+    _manifest(tmp_path / "gsm", {"kind": "gsm8k", "path": "x.jsonl", "options": {}})
+    assert synthetic_world_of(tmp_path) is None  # no synthetic run
+    world = {"value_range": [1, 9], "max_value": 30}
+    _manifest(tmp_path / "a", {"kind": "synthetic", "options": {"split": "train", "seed": 3, "config": world}})
+    got = synthetic_world_of(tmp_path)
+    assert got == WorldConfig(seed=3, value_range=(1, 9), max_value=30)
+    _manifest(tmp_path / "b", {"kind": "synthetic", "options": {"split": "train", "seed": 3, "config": world}})
+    assert synthetic_world_of(tmp_path) == got  # the same world twice is fine
+    _manifest(tmp_path / "c", {"kind": "synthetic", "options": {"split": "train"}})
+    with pytest.raises(ContractError, match="different worlds"):
+        synthetic_world_of(tmp_path)
+
+
+def test_synthetic_world_of_bad_option(tmp_path):
+    from pipeline.sources import synthetic_world_of
+
+    _manifest(tmp_path / "a", {"kind": "synthetic", "options": {"split": "train", "colour": "red"}})
+    with pytest.raises(ContractError, match="manifest.json"):
+        synthetic_world_of(tmp_path)
