@@ -1,0 +1,488 @@
+"""Quality benchmark: does capability-aware multi-perspective distillation beat the baselines?
+
+    python -m benchmarks.quality [--config configs/quality/default.yaml] [--jobs 2] [--work runs/quality]
+                                 [--seeds 0,1,2] [--strategies mind,random,...] [--no-tune] [--quick]
+
+One command, resumable: every finished run leaves ``result.json`` in its own folder (named by a
+hash of everything that changes it) and is never repeated; an interrupted benchmark picks up where
+it stopped. Steps (settings in the YAML config; ``--quick`` shrinks them for a smoke run):
+
+1. **Data**: the synthetic world of the config (``world``: WorldConfig fields) answered by its
+   reference teacher under every perspective (``synthesis``: slips and flaws as teacher noise),
+   through the real ``synthesize`` flow (``python -m flows.synthesize``).
+2. **Student**: the embedded default for that world: stage-0 pretrained on the world's retention
+   task (``distill.student.ensure_default_student``, cached under ``runs/students``), so every run
+   starts from the same weights and forgetting can be measured.
+3. **Tuning** (validation only, never test): seed ``tuning.seed``; every strategy at each learning
+   rate of ``tuning.learning_rate``; then MIND's method settings (``tuning.mind``: a list of
+   MindConfig overrides) at MIND's best learning rate. The choice is the best validation accuracy
+   (held-out training-world questions that no run trains on).
+4. **Comparison**: every strategy x every seed at equal compute (same optimizer steps, batch of
+   questions, schedule), with the tuned settings; each run evaluates ``test``, ``ood_steps``,
+   ``ood_template`` and ``retention`` (plus ``validation``) with greedy decoding.
+5. **Report**: ``benchmarks/results/quality.json`` (every run: strategy, seed, metrics, trained
+   tokens, wall time, full config; the tuning search; the summary), ``docs/results.md`` (tables,
+   mean +- std over seeds; a hand-written analysis between ``<!-- BEGIN ANALYSIS -->`` and
+   ``<!-- END ANALYSIS -->`` is carried over when the file is rewritten) and PNG plots beside it.
+   The last stdout line is a JSON object with the headline (mean accuracy per strategy and split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks._common import QUIET_ENV, REPO_ROOT, emit, machine_info, make_progress, rnd, write_results
+
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "quality" / "default.yaml"
+STRATEGIES = ("golden", "all", "random", "lowest_loss", "inertia", "mind")
+SPLITS = ("test", "ood_steps", "ood_template", "retention")
+DOCS = REPO_ROOT / "docs"
+ANALYSIS = re.compile(r"<!-- BEGIN ANALYSIS -->.*?<!-- END ANALYSIS -->", re.S)
+
+#: --quick: a smoke run of the whole pipeline (minutes, numbers meaningless)
+QUICK = {
+    "synthesis": {"num_questions": 120},
+    "train": {"max_steps": 12, "validation_questions": 16, "eval_questions": 16, "probe_questions": 8, "probe_every": 4},
+    "seeds": [0, 1],
+    "tuning": {"learning_rate": [], "mind": []},
+}
+
+
+# ====================================================================== configuration
+def load_config(path: str | Path, quick: bool = False) -> dict[str, Any]:
+    """The benchmark's YAML config (``--quick`` overrides merged in); errors name the file."""
+    path = Path(path)
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"error: cannot read the quality config {path}: {exc}") from None
+    for key in ("world", "synthesis", "train", "strategies", "seeds"):
+        if key not in cfg:
+            raise SystemExit(f"error: {path}: missing key {key!r}")
+    unknown = set(cfg["strategies"]) - set(STRATEGIES)
+    if unknown:
+        raise SystemExit(f"error: {path}: strategies: unknown {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
+    cfg.setdefault("tuning", {})
+    cfg.setdefault("stage0", {})
+    if quick:
+        for key, value in QUICK.items():
+            cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
+    return cfg
+
+
+def digest(obj: Any, length: int = 10) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+# ====================================================================== data and student
+def synthesize(cfg: dict[str, Any], work: Path) -> Path:
+    """The rationale shards of the config's world (the real flow; resumes from its manifest)."""
+    syn = cfg["synthesis"]
+    spec = {
+        "source": {"kind": "synthetic", "options": {"split": "train", "seed": cfg["world"].get("seed", 0),
+                                                    "config": cfg["world"]}},
+        "num_questions": syn["num_questions"],
+        "perspective_set": "synthetic",
+        "perspectives": syn.get("perspectives"),
+        "teachers": [{"backend": "synthetic", "options": syn.get("teacher", {})}],
+        "samples": syn.get("samples", 1),
+        "seed": syn.get("seed", 0),
+        "shard_size": syn.get("shard_size", 500),
+    }  # fmt: skip
+    spec = {k: v for k, v in spec.items() if v is not None}
+    out = work / f"data-{digest(spec)}"
+    done = out / "done.json"
+    if done.is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "synthesis.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.synthesize", "--out", str(out / "rationales"), "--config", str(out / "synthesis.yaml")],
+        cwd=REPO_ROOT, env={**os.environ, **QUIET_ENV}, capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"error: synthesis failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    done.write_text(json.dumps({"spec": spec, "summary": proc.stdout.strip().splitlines()[-1:]}))
+    return out
+
+
+def build_student(cfg: dict[str, Any]) -> Path:
+    """The stage-0 student for the config's world (built once, cached under runs/students)."""
+    if cfg.get("student"):
+        return Path(cfg["student"])
+    from distill.pretrain import Stage0Settings
+    from distill.student import ensure_default_student
+    from pipeline.synthetic.world import WorldConfig
+
+    settings = Stage0Settings(**cfg["stage0"])
+    return ensure_default_student(REPO_ROOT / "runs" / "students", seed=settings.seed, settings=settings,
+                                  world=WorldConfig.from_dict(cfg["world"]))  # fmt: skip
+
+
+# ====================================================================== runs
+@dataclasses.dataclass
+class Run:
+    """One training run: its full ``distill.train`` config and where it lives."""
+
+    phase: str  # "tune" or "final"
+    strategy: str
+    seed: int
+    args: dict[str, Any]  # distill.train fields (MindConfig + MindScriptArguments), output_dir excluded
+    folder: Path = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = digest(self.args, 12)
+
+    def place(self, work: Path) -> Run:
+        self.folder = work / "runs" / f"{self.strategy}-s{self.seed}-{self.key}"
+        return self
+
+    @property
+    def result_file(self) -> Path:
+        return self.folder / "result.json"
+
+    def done(self) -> dict[str, Any] | None:
+        if self.result_file.is_file():
+            data = json.loads(self.result_file.read_text())
+            if data.get("key") == self.key:
+                return data
+        return None
+
+
+def make_run(cfg: dict[str, Any], data: Path, student: Path, phase: str, strategy: str, seed: int,
+             overrides: dict[str, Any] | None = None) -> Run:  # fmt: skip
+    args = {
+        **cfg["train"],
+        **(overrides or {}),
+        "strategy": strategy,
+        "seed": seed,
+        "data": str(data / "rationales"),
+        "student": str(student),
+        "eval_splits": ",".join(SPLITS),
+        "save_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": True,
+    }
+    if strategy == "golden" and cfg.get("golden_view"):
+        args["golden_view"] = cfg["golden_view"]
+    return Run(phase, strategy, seed, args)
+
+
+def execute(run: Run) -> dict[str, Any]:
+    """Train + evaluate in a fresh process (``python -m distill.train --config``); keep its record."""
+    if (done := run.done()) is not None:
+        return done
+    run.folder.mkdir(parents=True, exist_ok=True)
+    config = run.folder / "train.yaml"
+    config.write_text(yaml.safe_dump({**run.args, "output_dir": str(run.folder / "out")}, sort_keys=True))
+    log = run.folder / "train.log"
+    t0 = time.perf_counter()
+    with open(log, "w") as err:
+        proc = subprocess.run(
+            [sys.executable, "-m", "distill.train", "--config", str(config)],
+            cwd=REPO_ROOT, env={**os.environ, **QUIET_ENV}, stdout=subprocess.PIPE, stderr=err, text=True,
+        )  # fmt: skip
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = log.read_text()[-2000:]
+        raise RuntimeError(f"run {run.folder.name} failed (exit {proc.returncode}); log {log}:\n{tail}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = json.loads((run.folder / "out" / "mind_summary.json").read_text())
+    record = {
+        "key": run.key,
+        "phase": run.phase,
+        "strategy": run.strategy,
+        "seed": run.seed,
+        "metrics": {s: result["accuracy"][s] for s in SPLITS},
+        "validation": result["accuracy"].get("validation"),
+        "n": result["n"],
+        "steps": result["steps"],
+        "train_seconds": result["train_seconds"],
+        "wall_seconds": round(wall, 2),
+        "trained_tokens": summary.get("trained_tokens"),
+        "pick_share": result["pick_share"],
+        "views": summary["views"],
+        "probes": summary.get("probes", []),
+        "config": run.args,
+    }
+    run.result_file.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def run_all(runs: list[Run], jobs: int, progress: Any, label: str) -> list[dict[str, Any]]:
+    """Run (or reuse) every run, ``jobs`` at a time; results in the order of ``runs``."""
+    task = progress.add_task(label, total=len(runs))
+    results: list[dict[str, Any] | None] = [None] * len(runs)
+    todo = []
+    for i, run in enumerate(runs):
+        if (done := run.done()) is not None:
+            results[i] = done
+            progress.advance(task)
+        else:
+            todo.append(i)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(execute, runs[i]): i for i in todo}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            results[i] = fut.result()
+            r = results[i]
+            progress.console.print(
+                f"  {label}: {r['strategy']} seed {r['seed']}: validation {r['validation']:.1%}, "
+                f"test {r['metrics']['test']:.1%} ({r['wall_seconds']:.0f} s)"
+            )
+            progress.advance(task)
+    return [r for r in results if r is not None]
+
+
+# ====================================================================== tuning
+def tune(cfg: dict[str, Any], data: Path, student: Path, work: Path, strategies: list[str], jobs: int,
+         progress: Any) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    """Per strategy, the settings with the best validation accuracy, and every tuning run."""
+    tuning = cfg["tuning"]
+    seed = tuning.get("seed", 0)
+    lrs = tuning.get("learning_rate") or []
+    chosen: dict[str, dict[str, Any]] = {s: {} for s in strategies}
+    searched: list[dict[str, Any]] = []
+    if lrs:
+        runs = [make_run(cfg, data, student, "tune", s, seed, {"learning_rate": lr}).place(work)
+                for s in strategies for lr in lrs]  # fmt: skip
+        results = run_all(runs, jobs, progress, "tuning: learning rate")
+        searched += results
+        for s in strategies:
+            mine = [r for r in results if r["strategy"] == s]
+            best = max(mine, key=lambda r: (r["validation"], -r["config"]["learning_rate"]))
+            chosen[s]["learning_rate"] = best["config"]["learning_rate"]
+    if "mind" in strategies and tuning.get("mind"):
+        base = chosen["mind"]
+        runs = [make_run(cfg, data, student, "tune", "mind", seed, {**base, **o}).place(work) for o in tuning["mind"]]
+        results = run_all(runs, jobs, progress, "tuning: MIND settings")
+        searched += results
+        incumbent = [r for r in searched if r["strategy"] == "mind" and all(r["config"].get(k) == v for k, v in base.items())]
+        best = max(results + incumbent[:1], key=lambda r: r["validation"])
+        keys = set().union(*(o.keys() for o in tuning["mind"]))
+        chosen["mind"] = {**base, **{k: best["config"][k] for k in keys if k in best["config"]}}
+    return chosen, searched
+
+
+# ====================================================================== report
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else (math.nan, 0.0)
+
+
+def summarise(runs: list[dict[str, Any]], strategies: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in strategies:
+        mine = [r for r in runs if r["strategy"] == s]
+        if not mine:
+            continue
+        entry: dict[str, Any] = {"seeds": [r["seed"] for r in mine]}
+        for split in (*SPLITS, "validation"):
+            vals = [r["metrics"][split] if split in r["metrics"] else r["validation"] for r in mine]
+            m, sd = mean_std([v for v in vals if v is not None])
+            entry[split] = {"mean": m, "std": sd}
+        tokens = [r["trained_tokens"] for r in mine if r.get("trained_tokens")]
+        entry["trained_tokens"] = statistics.fmean(tokens) if tokens else None
+        entry["wall_seconds"] = statistics.fmean([r["wall_seconds"] for r in mine])
+        out[s] = entry
+    return out
+
+
+def pick_curves(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """MIND's per-perspective pick share between consecutive probes, averaged over seeds."""
+    per_seed = []
+    for r in runs:
+        if r["strategy"] != "mind" or not r["probes"] or "picks" not in r["probes"][0]:
+            continue
+        steps, shares, prev = [], [], None
+        for p in r["probes"]:
+            picks = p["picks"]
+            delta = {v: picks[v] - (prev[v] if prev else 0) for v in picks}
+            total = sum(delta.values())
+            if total:
+                steps.append(p["step"])
+                shares.append({v: d / total for v, d in delta.items()})
+            prev = picks
+        per_seed.append((steps, shares))
+    if not per_seed:
+        return {}
+    steps = per_seed[0][0]
+    views = sorted(per_seed[0][1][0]) if per_seed[0][1] else []
+    curves = {v: [statistics.fmean(s[i][v] for _, s in per_seed if i < len(s)) for i in range(len(steps))] for v in views}
+    return {"steps": steps, "share": curves, "seeds": len(per_seed)}
+
+
+def plot(summary: dict[str, Any], curves: dict[str, Any], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    strategies = list(summary)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / max(len(strategies), 1)
+    for i, s in enumerate(strategies):
+        xs = [j + (i - (len(strategies) - 1) / 2) * width for j in range(len(SPLITS))]
+        ax.bar(xs, [summary[s][sp]["mean"] * 100 for sp in SPLITS], width,
+               yerr=[summary[s][sp]["std"] * 100 for sp in SPLITS], capsize=2, label=s)  # fmt: skip
+    ax.set_xticks(range(len(SPLITS)), SPLITS)
+    ax.set_ylabel("accuracy (%), mean ± std over seeds")
+    ax.set_title("Quality benchmark: accuracy per strategy and split")
+    ax.legend(ncol=3, fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    paths.append(out_dir / "quality-accuracy.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    if curves:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        for v, ys in curves["share"].items():
+            ax.plot(curves["steps"], [y * 100 for y in ys], label=v)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("pick share since previous probe (%)")
+        ax.set_title(f"MIND: per-perspective pick rate over training (mean of {curves['seeds']} seeds)")
+        ax.legend(ncol=3, fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        paths.append(out_dir / "quality-mind-picks.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def _pct(ms: dict[str, float]) -> str:
+    return f"{ms['mean'] * 100:.1f} ± {ms['std'] * 100:.1f}"
+
+
+def write_markdown(results: dict[str, Any], images: list[Path], path: Path) -> None:
+    summary, cfg = results["summary"], results["config"]
+    lines = [
+        "# Quality benchmark results",
+        "",
+        "Generated by `python -m benchmarks.quality` (see `benchmarks/quality.py`; config "
+        f"`{results['config_file']}`). Every number below is in `benchmarks/results/quality.json`.",
+        f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} CPUs; "
+        f"total wall time {results['wall_seconds'] / 60:.1f} min ({results['runs_executed']} runs executed this time, "
+        f"{len(results['runs']) + len(results['tuning']['runs'])} in all).",
+        "",
+        "## Accuracy (%, mean ± std over seeds "
+        f"{', '.join(str(s) for s in cfg['seeds'])}; greedy decoding, {cfg['train'].get('eval_questions')} questions per split)",
+        "",
+        "| strategy | test (ID) | ood_steps | ood_template | retention | validation | trained tokens | wall s/run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s, e in summary.items():
+        tok = f"{e['trained_tokens']:,.0f}" if e["trained_tokens"] else "–"
+        lines.append(f"| {s} | {' | '.join(_pct(e[sp]) for sp in (*SPLITS, 'validation'))} | {tok} | {e['wall_seconds']:.0f} |")
+    lines += ["", "Equal compute: every run takes the same optimizer steps over the same batch of questions "
+              f"({cfg['train']['max_steps']} steps x {cfg['train']['per_device_train_batch_size']} questions), the same "
+              "schedule and the same stage-0 student; `trained tokens` (completion tokens the loss was taken on) "
+              "shows how much text each strategy trained on at that equal step count.", ""]  # fmt: skip
+    for img in images:
+        lines += [f"![{img.stem}](img/{img.name})", ""]
+    lines += ["## Tuning (validation split only)", "",
+              "| phase | strategy | seed | settings | validation |", "|---|---|---|---|---|"]  # fmt: skip
+    keys = ("learning_rate", *sorted({k for o in cfg["tuning"].get("mind") or [] for k in o}))
+    for r in results["tuning"]["runs"]:
+        settings = ", ".join(f"{k}={r['config'][k]}" for k in keys if k in r["config"])
+        lines.append(f"| tune | {r['strategy']} | {r['seed']} | {settings} | {r['validation'] * 100:.1f} |")
+    lines += ["", "Chosen: " + "; ".join(f"{s}: {v or 'config defaults'}" for s, v in results["tuning"]["chosen"].items()), ""]
+    lines += ["## Calibrated world and run settings", "", "```yaml",
+              yaml.safe_dump({k: cfg[k] for k in ("world", "synthesis", "train")}, sort_keys=False).rstrip(), "```", ""]  # fmt: skip
+    old = path.read_text() if path.is_file() else ""
+    found = ANALYSIS.search(old)
+    analysis = found.group(0) if found else "<!-- BEGIN ANALYSIS -->\n(analysis to be written)\n<!-- END ANALYSIS -->"
+    lines[2:2] = ["", analysis, ""]
+    path.write_text("\n".join(lines) + "\n")
+
+
+# ====================================================================== main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="benchmark YAML (default: %(default)s)")
+    parser.add_argument("--work", default=str(REPO_ROOT / "runs" / "quality"), help="runs and data (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each; default 2)")
+    parser.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
+    parser.add_argument("--strategies", help="comma-separated strategies (default: the config's)")
+    parser.add_argument("--no-tune", action="store_true", help="skip tuning: the config's settings for every strategy")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, no tuning, results *.quick.json")
+    parser.add_argument("--docs", default=str(DOCS), help="where results.md and the plots go (default: %(default)s)")
+    parser.add_argument("--results", help="results JSON (default: benchmarks/results/quality.json, quick: quality.quick.json)")
+    args = parser.parse_args(argv)
+
+    cfg = load_config(args.config, quick=args.quick)
+    if args.seeds:
+        cfg["seeds"] = [int(s) for s in args.seeds.split(",")]
+    if args.strategies:
+        cfg["strategies"] = [s.strip() for s in args.strategies.split(",")]
+        if unknown := set(cfg["strategies"]) - set(STRATEGIES):
+            parser.error(f"--strategies: unknown {sorted(unknown)}")
+    work = Path(args.work) / ("quick" if args.quick else "full")
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    progress = make_progress()
+    with progress:
+        progress.console.print(f"quality: data (synthesize flow) into {work}")
+        data = synthesize(cfg, work)
+        progress.console.print("quality: stage-0 student (built once per world, cached)")
+        student = build_student(cfg)
+        strategies = list(cfg["strategies"])
+        before = sum(1 for _ in (work / "runs").glob("*/result.json")) if (work / "runs").exists() else 0
+        if args.no_tune or args.quick:
+            chosen, searched = {s: {} for s in strategies}, []
+        else:
+            chosen, searched = tune(cfg, data, student, work, strategies, args.jobs, progress)
+        runs = [make_run(cfg, data, student, "final", s, seed, chosen[s]).place(work)
+                for seed in cfg["seeds"] for s in strategies]  # fmt: skip
+        final = run_all(runs, args.jobs, progress, "comparison")
+        executed = sum(1 for _ in (work / "runs").glob("*/result.json")) - before
+    summary = summarise(final, strategies)
+    curves = pick_curves(final)
+    results = {
+        "benchmark": "quality",
+        "quick": args.quick,
+        "config_file": os.path.relpath(args.config, REPO_ROOT),
+        "config": cfg,
+        "machine": machine_info(),
+        "data": str(data),
+        "student": str(student),
+        "wall_seconds": time.perf_counter() - t0,
+        "runs_executed": executed,
+        "runs": [{k: v for k, v in r.items() if k != "probes"} for r in final],
+        "tuning": {"chosen": chosen, "runs": [{k: v for k, v in r.items() if k != "probes"} for r in searched]},
+        "summary": summary,
+        "mind_pick_share_over_steps": curves,
+    }
+    if args.results:
+        path = Path(args.results)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rnd(results), indent=2, default=str) + "\n")
+    else:
+        path = write_results("quality", results, quick=args.quick)
+    docs = Path(args.docs)
+    if not args.quick:
+        images = plot(summary, curves, docs / "img")
+        write_markdown(rnd(results), images, docs / "results.md")
+    print(f"full results: {os.path.relpath(path, REPO_ROOT)}", file=sys.stderr)
+    emit({s: {sp: e[sp]["mean"] for sp in SPLITS} for s, e in summary.items()} | {"wall_s": results["wall_seconds"]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

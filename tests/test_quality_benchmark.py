@@ -1,0 +1,80 @@
+"""The quality benchmark end to end at a tiny size: synthesis, tuning on validation, the comparison,
+the report, and resumption (a second invocation trains nothing)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from benchmarks import quality
+
+pytestmark = pytest.mark.slow
+
+
+def _config(tmp_path, student) -> str:
+    cfg = {
+        "world": {"value_range": [1, 9], "factor_range": [2, 3], "max_value": 30, "train_steps": [1, 2]},
+        "synthesis": {"num_questions": 40, "samples": 1, "teacher": {"slip_rate": 0.1, "flaw_rate": 0.05}},
+        "student": str(student),
+        "train": {
+            "max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "max_length": 256,
+            "probe_questions": 4, "probe_every": 1, "validation_questions": 6, "eval_questions": 3,
+            "eval_max_new_tokens": 8, "num_threads": 1, "logging_steps": 1,
+        },
+        "strategies": ["random", "mind"],
+        "seeds": [0, 1],
+        "tuning": {"seed": 0, "learning_rate": [1e-3, 2e-3], "mind": [{"gamma": 0.0}]},
+    }  # fmt: skip
+    path = tmp_path / "quality.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_quality_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
+    config = _config(tmp_path, tiny_lm_dirs["plain"])
+    argv = ["--config", config, "--work", str(tmp_path / "work"), "--docs", str(tmp_path / "docs"),
+            "--results", str(tmp_path / "quality.json"), "--jobs", "2"]  # fmt: skip
+    assert quality.main(argv) == 0
+    headline = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(headline) == {"random", "mind", "wall_s"}
+    results = json.loads((tmp_path / "quality.json").read_text())
+    runs = results["runs"]
+    assert sorted((r["strategy"], r["seed"]) for r in runs) == [("mind", 0), ("mind", 1), ("random", 0), ("random", 1)]
+    for r in runs:
+        assert set(r["metrics"]) == {"test", "ood_steps", "ood_template", "retention"}
+        assert all(0.0 <= v <= 1.0 for v in r["metrics"].values())
+        assert r["n"]["test"] == 3 and r["steps"] == 3 and r["trained_tokens"] > 0
+        assert r["config"]["learning_rate"] == results["tuning"]["chosen"][r["strategy"]]["learning_rate"]
+    # tuning: 2 strategies x 2 learning rates, then one MIND setting; chosen on validation only
+    tuning = results["tuning"]
+    assert len(tuning["runs"]) == 5 and all(t["phase"] == "tune" for t in tuning["runs"])
+    for s in ("random", "mind"):
+        mine = [t for t in tuning["runs"] if t["strategy"] == s and "gamma" not in t["config"]]
+        best = max(t["validation"] for t in mine)
+        assert any(t["validation"] == best and t["config"]["learning_rate"] == tuning["chosen"][s]["learning_rate"] for t in mine)
+    assert results["summary"]["mind"]["test"]["std"] >= 0.0
+    assert results["mind_pick_share_over_steps"]["steps"] == [1, 2, 3]
+    md = (tmp_path / "docs" / "results.md").read_text()
+    assert "| mind |" in md and "<!-- BEGIN ANALYSIS -->" in md
+    assert (tmp_path / "docs" / "img" / "quality-accuracy.png").stat().st_size > 1000
+    assert (tmp_path / "docs" / "img" / "quality-mind-picks.png").stat().st_size > 1000
+
+    # resumable: nothing is trained again, and a hand-written analysis survives the rewrite
+    (tmp_path / "docs" / "results.md").write_text(md.replace("(analysis to be written)", "MIND wins, or not."))
+    assert quality.main(argv) == 0
+    again = json.loads((tmp_path / "quality.json").read_text())
+    assert again["runs_executed"] == 0
+    assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in runs]
+    assert "MIND wins, or not." in (tmp_path / "docs" / "results.md").read_text()
+
+
+def test_quality_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"world": {}, "synthesis": {}, "train": {}, "strategies": ["best"], "seeds": [0]}))
+    with pytest.raises(SystemExit, match="unknown"):
+        quality.load_config(bad)
+    bad.write_text(yaml.safe_dump({"world": {}}))
+    with pytest.raises(SystemExit, match="missing key 'synthesis'"):
+        quality.load_config(bad)
