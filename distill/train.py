@@ -107,6 +107,7 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - t0
     trainer.save_model(args.output_dir)
+    trainer.save_state()  # trainer_state.json: the logged metrics over steps (the web viewer's charts)
     summary = trainer.summary()
     print_views(summary)
 

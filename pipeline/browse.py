@@ -5,6 +5,7 @@
     python -m pipeline.browse DIR list [--perspective P] [--teacher T] [--task T]
                                        [--correct | --incorrect | --unjudged]
                                        [--finish-reason R] [--limit N] [--json]
+    python -m pipeline.browse DIR serve [--host 127.0.0.1] [--port 8765]   # web viewer (pipeline.viewer)
 
 ``DIR`` is a run directory (holding ``manifest.json``) or a folder of run directories;
 ``--run RUN_ID`` keeps one run. Only shards listed in a manifest count. Shard schemas are
@@ -77,10 +78,21 @@ def _type_ok(actual: pa.DataType, expected: pa.DataType) -> bool:
     return actual == expected
 
 
-def check_shard_schema(path: Path) -> None:
-    """Check a shard's footer: readable Parquet, supported version, required columns with sane types."""
+def read_footer(path: Path) -> pq.FileMetaData:
+    """A shard's Parquet footer (schema, row groups and their statistics), read once."""
     try:
-        schema = pq.read_schema(path)
+        return pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ContractError(str(path), f"unreadable Parquet file ({_one_line(str(exc))})") from None
+
+
+def check_shard_schema(path: Path, footer: pq.FileMetaData | None = None) -> None:
+    """Check a shard's footer: readable Parquet, supported version, required columns with sane types.
+
+    ``footer``: the file's :func:`read_footer`, when it has been read already.
+    """
+    try:
+        schema = (footer or read_footer(path)).schema.to_arrow_schema()
     except (OSError, pa.ArrowException) as exc:
         raise ContractError(str(path), f"unreadable Parquet file ({_one_line(str(exc))})") from None
     meta = schema.metadata or {}
@@ -99,6 +111,23 @@ def check_shard_schema(path: Path) -> None:
         actual = schema.field(idx).type
         if not _type_ok(actual, col.type):
             raise ContractError(str(path), f"column {col.name!r} has type {actual}, expected {col.type}")
+
+
+def question_id_range(footer: pq.FileMetaData) -> tuple[str, str] | None:
+    """``(min, max)`` question id of a shard from its row groups' statistics; None when unknown
+    (no statistics, or not strings), in which case the shard is never skipped."""
+    try:
+        col = next(j for j in range(footer.num_columns) if footer.schema.column(j).path == "question_id")
+        lo = hi = None
+        for g in range(footer.num_row_groups):
+            st = footer.row_group(g).column(col).statistics
+            if st is None or not st.has_min_max or not isinstance(st.min, str) or not isinstance(st.max, str):
+                return None
+            lo = st.min if lo is None else min(lo, st.min)
+            hi = st.max if hi is None else max(hi, st.max)
+    except (StopIteration, ValueError, pa.ArrowException):
+        return None
+    return None if lo is None or hi is None else (lo, hi)
 
 
 class Shards:
@@ -133,15 +162,27 @@ class Shards:
         self.files: list[Path] = [p for r in runs for p in r.shards]
         if not self.files:
             raise ContractError(str(self.root), "no finished rationale shards listed in the manifest(s)")
+        # one footer read per shard: schema check and the question-id range `show` prunes with
+        self._id_ranges: list[tuple[str, str] | None] = []
         for path in self.files:
-            check_shard_schema(path)
+            footer = read_footer(path)
+            check_shard_schema(path, footer)
+            self._id_ranges.append(question_id_range(footer))
         self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(":memory:")
-        self._source = "read_parquet([" + ", ".join(_sql_str(str(p)) for p in self.files) + "])"
+        self._source = _scan(self.files)
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """Run ``sql`` (``{src}`` stands for the shard scan) and return rows as dicts."""
+    def files_for_question(self, question_id: str) -> list[Path]:
+        """The shards that may hold ``question_id``: those whose footer statistics (min/max
+        question id) admit it, and every shard without such statistics."""
+        ranges = zip(self.files, self._id_ranges, strict=True)
+        return [p for p, r in ranges if r is None or r[0] <= question_id <= r[1]]
+
+    def query(self, sql: str, params: Sequence[Any] = (), files: Sequence[Path] | None = None) -> list[dict[str, Any]]:
+        """Run ``sql`` (``{src}`` stands for the shard scan: of every shard, or of ``files``, a
+        subset of :attr:`files`) and return rows as dicts."""
+        source = self._source if files is None else _scan(files)
         try:
-            return self._run(sql.replace("{src}", self._source), params)
+            return self._run(sql.replace("{src}", source), params)
         except duckdb.Error as exc:
             raise self._map_error(exc, sql, params) from None
 
@@ -190,6 +231,10 @@ class Shards:
 
 def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
+
+
+def _scan(files: Sequence[Path]) -> str:
+    return "read_parquet([" + ", ".join(_sql_str(str(p)) for p in files) + "])"
 
 
 def _one_line(s: str, limit: int = 300) -> str:
@@ -289,11 +334,12 @@ def show(root: str | Path | Shards, question_id: str, run: str | None = None) ->
     Raises ``ContractError`` for an unknown id, with close ids as a hint when there are any.
     """
     with _open(root, run) as sh:
-        rows = sh.query(
-            f"SELECT {SHOW_COLUMNS} FROM {{src}} WHERE question_id = ? "
-            "ORDER BY perspective, teacher, sample_index, run_id",
-            [question_id],
-        )
+        # only the shards whose footer statistics admit the id (a few of hundreds): opening a
+        # Parquet file costs DuckDB about as much as the search inside it
+        files = sh.files_for_question(question_id)
+        order = "ORDER BY perspective, teacher, sample_index, run_id"
+        sql = f"SELECT {SHOW_COLUMNS} FROM {{src}} WHERE question_id = ? {order}"
+        rows = sh.query(sql, [question_id], files=files) if files else []
         if not rows:
             hint = suggest_ids(sh, question_id)
             more = f"; did you mean: {', '.join(hint)}?" if hint else ""
@@ -568,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--run", metavar="RUN_ID", default=argparse.SUPPRESS, help="only this run")
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
     common.add_argument("--width", type=int, default=None, help="terminal width for the output")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{stats,show,list}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{stats,show,list,serve}")
 
     sub.add_parser("stats", parents=[common], help="per perspective × teacher statistics")
 
@@ -585,7 +631,27 @@ def build_parser() -> argparse.ArgumentParser:
         verdict.add_argument(f"--{v}", dest="verdict", action="store_const", const=v, help=f"only {v} rationales")
     p_list.add_argument("--limit", type=int, default=20, help="at most N rows (default 20; 0 = all)")
     p_list.add_argument("--excerpt-chars", type=int, default=80, help="length of the rationale excerpt")
+
+    p_serve = sub.add_parser(
+        "serve", help="a local, read-only web viewer of every run under DIR (rationale and training runs)"
+    )
+    p_serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this host only)")
+    p_serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """The ``serve`` command: start :mod:`pipeline.viewer` (imported only here)."""
+    if args.run is not None:
+        print("--run is not supported by serve: the viewer lists every run under DIR", file=sys.stderr)
+        return 2
+    from pipeline.viewer import serve
+
+    try:
+        return serve(args.dir, host=args.host, port=args.port)
+    except ContractError as exc:
+        print(_one_line(str(exc), 1000), file=sys.stderr)
+        return 2
 
 
 def _write_json(obj: Any) -> None:
@@ -595,6 +661,8 @@ def _write_json(obj: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 on bad input, with ``PATH: reason`` on stderr)."""
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
     try:
         sh = Shards(args.dir, args.run)
         try:

@@ -58,3 +58,24 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         || { echo "setup: installation failed" >&2; exit 1; }
     echo "$want" > "$stamp"
 fi
+
+# The web viewer's browser tests (tests/test_viewer_browser.py) drive Debian's chromium with
+# Playwright (dev extra). Install it with apt-get when it is missing and we are root; never with
+# `playwright install` (that downloads a browser build). Otherwise the tests skip, saying why.
+# MIND_SKIP_BROWSER=1 skips this step.
+case ",$EXTRAS," in
+    *,dev,*)
+        if [ -z "${MIND_SKIP_BROWSER:-}" ] && ! command -v chromium >/dev/null 2>&1 \
+            && ! command -v chromium-browser >/dev/null 2>&1; then
+            if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+                echo "setup: installing chromium (apt-get) for the viewer's browser tests"
+                log="$VENV/.chromium-install.log"
+                if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >"$log" 2>&1; then
+                    echo "setup: could not install chromium (log: $log); the browser tests will be skipped" >&2
+                fi
+            else
+                echo "setup: chromium not found (needs root and apt-get to install it): the viewer's browser tests will be skipped" >&2
+            fi
+        fi
+        ;;
+esac

@@ -1,0 +1,391 @@
+"""The viewer's routes: read-only HTML pages over the runs under DIR (Starlette, Jinja2 with autoescape).
+
+    /                      rationale runs (manifest, rows, % correct) and training runs
+    /run/KEY               one run: per perspective x teacher table, accuracy bars, length
+                           histograms, finish reasons
+    /questions/KEY         its questions, filtered (perspective, teacher, verdict, q = search), paginated
+    /question/KEY?id=QID   one question, every rationale side by side, previous / next under the filters
+    /train/KEY             a trainer output_dir: pick share, weights, L_p, TA reward, entropy, evaluation
+    /eval/KEY?split=S      one evaluation split's predictions, paginated
+
+Only GET (and HEAD). ``KEY`` is looked up among the folders found under DIR (never joined
+into a path), so an unknown or crafted key is a 404 and a folder reached through a symlink
+out of DIR a 403. Responses carry a Content-Security-Policy that allows no inline script or
+style; bad data gives an error page naming the file (422), never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from data_schemas import ContractError
+
+from . import charts
+from .describe import describe_manifest
+from .queries import Filters, RunData, split_answer
+from .registry import Forbidden, NotFound, Registry
+from .training import DataError, load_training, predictions_page, series
+from .web import HERE, VERDICT_TEXT, SecurityHeaders, ViewerError, make_templates
+
+__all__ = ["Viewer", "create_app"]
+
+logger = logging.getLogger("pipeline.viewer")
+
+
+# ---------------------------------------------------------------- the app
+class Viewer:
+    """The pages, over one :class:`Registry`; RunData objects are kept while a run's manifest is unchanged."""
+
+    def __init__(self, root: str | Path):
+        self.registry = Registry(root)
+        self.templates = make_templates()
+        self._runs: dict[str, RunData] = {}
+        self._lock = threading.Lock()
+
+    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        context.setdefault("root", str(self.registry.root))
+        return self.templates.TemplateResponse(request, name, context, status_code=status)
+
+    def run_data(self, key: str) -> RunData:
+        entry = self.registry.get("rationales", key)
+        if entry.error:
+            raise ViewerError(422, "Cannot read this run", entry.error)
+        with self._lock:
+            data = self._runs.get(key)
+            if data is None or data.entry.mtime_ns != entry.mtime_ns:
+                data = self._runs[key] = RunData(entry, self.registry)
+        return data
+
+    # ------------------------------------------------------------ pages
+    def index(self, request: Request) -> Response:
+        runs = []
+        for e in self.registry.entries("rationales"):
+            item: dict[str, Any] = {"key": e.key, "error": e.error or e.refused, "m": None, "head": None}
+            if e.manifest is not None and not item["error"]:
+                item["m"] = describe_manifest(e.manifest)
+                try:
+                    item["head"] = self.run_data(e.key).headline()
+                except (ContractError, Forbidden, ViewerError) as exc:
+                    item["error"] = getattr(exc, "message", None) or str(exc)
+            runs.append(item)
+        trainings = []
+        for e in self.registry.entries("training"):
+            item = {"key": e.key, "error": e.refused, "run": None}
+            if not item["error"]:
+                try:
+                    item["run"] = load_training(e, self.registry)
+                except (DataError, Forbidden) as exc:
+                    item["error"] = str(exc)
+            trainings.append(item)
+        return self.page(request, "index.html", runs=runs, trainings=trainings)
+
+    def run(self, request: Request) -> Response:
+        key = request.path_params["key"]
+        data = self.run_data(key)
+        ov = data.overview()
+        groups = ov["groups"]
+        many_teachers = len({g["teacher"] for g in groups}) > 1
+
+        def label(g: dict[str, Any]) -> str:
+            return f"{g['perspective']} · {g['teacher']}" if many_teachers else g["perspective"]
+
+        colors = charts.color_map(sorted({g["perspective"] for g in groups}))
+        accuracy = charts.stacked_bars(
+            [
+                (
+                    label(g),
+                    [
+                        ("correct", g["correct_pct"]),
+                        ("incorrect", 100.0 * g["incorrect"] / g["rows"]),
+                        ("unjudged", g["unjudged_pct"]),
+                    ],
+                )
+                for g in groups
+            ],
+            title="Verdicts per view (% of rationales)",
+        )
+        hist = ov["histograms"]
+        histograms = [
+            charts.histogram(
+                hist["counts"].get((g["perspective"], g["teacher"]), []),
+                bin_width=hist["width"],
+                title=label(g),
+                unit=hist["unit"],
+                color=colors[g["perspective"]],
+            )
+            for g in groups
+        ]
+        lengths = charts.bars(
+            [(label(g), g["len_mean"] or 0.0) for g in groups],
+            title=f"Mean length ({hist['unit']})",
+            digits=0,
+            colors={label(g): colors[g["perspective"]] for g in groups},
+        )
+        reasons = sorted({r for g in groups for r in g["finish_reasons"]}, key=lambda r: (r != "stop", r))
+        manifest = data.entry.manifest
+        return self.page(
+            request,
+            "run.html",
+            key=key,
+            m=describe_manifest(manifest) if manifest else None,
+            config=manifest.config if manifest else {},
+            summary=ov["summary"],
+            groups=groups,
+            label=label,
+            accuracy=accuracy,
+            histograms=histograms,
+            lengths=lengths,
+            reasons=reasons,
+            facets=data.facets(),
+            filters=Filters(),
+        )
+
+    def questions(self, request: Request) -> Response:
+        key = request.path_params["key"]
+        data = self.run_data(key)
+        filters = self._filters(request)
+        page = self._int(request, "page", 1)
+        found = data.find_questions(filters, page)
+        return self.page(
+            request,
+            "questions.html",
+            key=key,
+            filters=filters,
+            found=found,
+            facets=data.facets(),
+            params=filters.as_params(),
+        )
+
+    def question(self, request: Request) -> Response:
+        key = request.path_params["key"]
+        qid = request.query_params.get("id", "")
+        if not qid:
+            raise ViewerError(400, "Bad request", "missing question id (?id=...)")
+        data = self.run_data(key)
+        filters = self._filters(request)
+        view = request.query_params.get("view") or None
+        try:
+            q = data.question(qid)
+        except ContractError as exc:
+            if exc.reason.startswith("unknown question id"):
+                raise ViewerError(404, "Not found", f"{exc.reason} in run {key}") from None
+            raise
+        cards = []
+        for r in q["rationales"]:
+            if view is not None and r["perspective"] != view:
+                continue
+            before, answer, after = split_answer(r["rationale"], r["predicted_answer"])
+            cls, text = VERDICT_TEXT[r["is_correct"]]
+            cards.append(
+                r
+                | {
+                    "before": before,
+                    "answer": answer,
+                    "after": after,
+                    "verdict_class": cls,
+                    "verdict_label": text,
+                    "match": filters.active and filters.matches(r),
+                }
+            )
+        prev, nxt = data.neighbours(qid, filters)
+        return self.page(
+            request,
+            "question.html",
+            key=key,
+            q=q,
+            cards=cards,
+            view=view,
+            filters=filters,
+            params=filters.as_params(),
+            prev=prev,
+            next=nxt,
+            facets=data.facets(),
+        )
+
+    def train(self, request: Request) -> Response:
+        key = request.path_params["key"]
+        run = load_training(self.registry.get("training", key), self.registry)
+        lines, lp_source = series(run)
+        colors = charts.color_map(run.views)
+        figs = {
+            "pick_share": charts.line_chart(
+                lines["pick_share"],
+                title="Pick share per perspective (since the previous log line)",
+                y_label="share",
+                colors=colors,
+                y_min=0.0,
+            ),
+            "mean_weight": charts.line_chart(
+                lines["mean_weight"],
+                title="Mean weight of a pick per perspective",
+                y_label="weight",
+                colors=colors,
+                y_min=0.0,
+            ),
+            "L_p": charts.line_chart(
+                lines["L_p"],
+                title="Inertia-filtered loss L_p per perspective"
+                + (" (at each probe)" if lp_source == "probes" else ""),
+                y_label="loss",
+                colors=colors,
+            ),
+            "ta_reward": charts.line_chart(
+                lines["ta_reward"], title="TA reward (relative probe-loss decrease)", y_label="reward"
+            ),
+            "entropy": charts.line_chart(lines["entropy"], title="Policy entropy", y_label="nats", y_min=0.0),
+            "loss": charts.line_chart(lines["loss"], title="Training and probe loss", y_label="loss"),
+        }
+        views = run.summary["views"] if run.summary else {}
+        final = charts.bars(
+            [(v, 100.0 * float(s.get("pick_share") or 0.0)) for v, s in views.items()],
+            title="Pick share over the whole run",
+            unit="%",
+            colors=colors,
+        )
+        evals = [e for _, e in sorted(run.evals.items())]
+        eval_chart = charts.bars(
+            [
+                (e.get("split", "?"), 100.0 * float(e["accuracy"]))
+                for e in evals
+                if isinstance(e.get("accuracy"), int | float)
+            ],
+            title="Accuracy per evaluation split",
+            unit="%",
+            max_value=100.0,
+        )
+        rel = self._rel
+        return self.page(
+            request,
+            "train.html",
+            key=key,
+            run=run,
+            figs=figs,
+            final=final,
+            views=views,
+            evals=evals,
+            eval_chart=eval_chart,
+            summary_file=rel(run.summary_file),
+            state_file=rel(run.state_file),
+        )
+
+    def eval(self, request: Request) -> Response:
+        key = request.path_params["key"]
+        split = request.query_params.get("split", "")
+        run = load_training(self.registry.get("training", key), self.registry)
+        summary = run.evals.get(split)
+        if summary is None or "file" not in summary:
+            raise ViewerError(404, "Not found", f"no predictions of split {split!r} in {key} (eval/{split}.parquet)")
+        verdict = request.query_params.get("verdict") or None
+        try:
+            Filters.parse({"verdict": verdict or ""})
+        except ValueError as exc:
+            raise ViewerError(400, "Bad request", str(exc)) from None
+        found = predictions_page(summary["file"], verdict, self._int(request, "page", 1))
+        for r in found["rows"]:
+            r["before"], r["answer"], r["after"] = split_answer(r["prediction"] or "", r["predicted_answer"])
+            r["verdict_class"], r["verdict_label"] = VERDICT_TEXT[r["is_correct"]]
+        return self.page(request, "eval.html", key=key, split=split, summary=summary, found=found, verdict=verdict)
+
+    # ------------------------------------------------------------ helpers
+    def _rel(self, path: Path | None) -> str | None:
+        if path is None:
+            return None
+        try:
+            return path.relative_to(self.registry.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    @staticmethod
+    def _filters(request: Request) -> Filters:
+        try:
+            return Filters.parse(request.query_params)
+        except ValueError as exc:
+            raise ViewerError(400, "Bad request", str(exc)) from None
+
+    @staticmethod
+    def _int(request: Request, name: str, default: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            raise ViewerError(400, "Bad request", f"{name} must be a whole number, got {raw!r}") from None
+
+    # ------------------------------------------------------------ errors
+    def error_page(self, request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ViewerError):
+            status, title, message = exc.status, exc.title, exc.message
+        elif isinstance(exc, NotFound):
+            status, title, message = 404, "Not found", str(exc)
+        elif isinstance(exc, Forbidden):
+            status, title, message = 403, "Forbidden", str(exc)
+        elif isinstance(exc, ContractError | DataError):
+            status, title, message = 422, "Cannot read run data", str(exc)
+        elif isinstance(exc, HTTPException):
+            status, title = exc.status_code, {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+            message = f"{request.method} {request.url.path}: " + (
+                "this viewer is read-only (GET only)" if exc.status_code == 405 else str(exc.detail)
+            )
+        else:
+            logger.exception("error serving %s", request.url.path)
+            status, title, message = 500, "Internal error", f"{type(exc).__name__}: {exc}"
+        if request.method == "HEAD":
+            return Response(status_code=status)
+        headers = {"allow": "GET, HEAD"} if status == 405 else None
+        response = self.page(request, "error.html", status=status, title=title, message=message)
+        if headers:
+            response.headers.update(headers)
+        return response
+
+
+def create_app(root: str | Path, *, allowed_hosts: Sequence[str] | None = None) -> Starlette:
+    """The viewer over ``root`` (a run directory or any folder of runs).
+
+    ``allowed_hosts``: accepted ``Host`` headers (refuses DNS-rebinding requests when bound to
+    loopback); None accepts any.
+    """
+    viewer = Viewer(root)
+
+    def wrap(method: Any) -> Any:
+        def endpoint(request: Request) -> Response:
+            try:
+                return method(request)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an error page
+                return viewer.error_page(request, exc)
+
+        return endpoint
+
+    routes = [
+        Route("/", wrap(viewer.index), methods=["GET"]),
+        Route("/run/{key:path}", wrap(viewer.run), methods=["GET"]),
+        Route("/questions/{key:path}", wrap(viewer.questions), methods=["GET"]),
+        Route("/question/{key:path}", wrap(viewer.question), methods=["GET"]),
+        Route("/train/{key:path}", wrap(viewer.train), methods=["GET"]),
+        Route("/eval/{key:path}", wrap(viewer.eval), methods=["GET"]),
+        Route("/healthz", lambda request: PlainTextResponse("ok"), methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    middleware = [Middleware(SecurityHeaders)]
+    if allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        return viewer.error_page(request, exc)
+
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={HTTPException: http_error})
+    app.state.viewer = viewer
+    return app
