@@ -10,9 +10,10 @@
 ``DIR`` is a run directory (holding ``manifest.json``) or a folder of run directories;
 ``--run RUN_ID`` keeps one run. Only shards listed in a manifest count. Shard schemas are
 checked from the Parquet footers only; every query is a lazy DuckDB scan over the explicit
-file list that reads only the columns it needs and pushes filters (and ``LIMIT``) down, so
-``stats`` on a million rows takes about half a second and ``show`` / ``list`` tens of
-milliseconds (plus interpreter start-up).
+file list that reads only the columns it needs and pushes filters (and ``LIMIT``) down, and
+``show`` scans only the shards whose footer statistics admit the question id, so ``stats`` on a
+million rows takes about half a second and ``show`` / ``list`` tens of milliseconds (plus
+interpreter start-up; ``benchmarks/browse.py``, ``docs/performance.md``).
 
 The functions :func:`summary`, :func:`stats`, :func:`show` and :func:`list_rows` return
 plain dicts (for a web viewer or benchmarks); pass them an :class:`Shards` to reuse one
@@ -308,6 +309,7 @@ def stats(root: str | Path | Shards, run: str | None = None) -> list[dict[str, A
     for r in rows:
         n = r["rows"]
         finish = dict(sorted(r.pop("finish").items(), key=lambda kv: (-kv[1], kv[0])))
+        r["correct"], r["incorrect"] = r["correct"] or 0, r["incorrect"] or 0  # DuckDB: count_if over only NULLs is NULL
         judged = r["correct"] + r["incorrect"]
         r.update(
             correct_pct=100.0 * r["correct"] / n,

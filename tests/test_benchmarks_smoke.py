@@ -1,0 +1,64 @@
+"""The browse and evaluate benchmarks' core functions at a tiny size: they run and give their keys.
+
+No timing is asserted (the numbers of a tiny run on a shared machine mean nothing); the full
+benchmarks are ``python -m benchmarks.browse`` and ``python -m benchmarks.evaluate``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import browse as browse_bench
+from benchmarks import evaluate as evaluate_bench
+
+
+@pytest.mark.slow  # six child processes (one per browse operation)
+def test_browse_benchmark_tiny(tmp_path: Path) -> None:
+    ticks: list[int] = []
+    results = browse_bench.run_benchmark(
+        (250,), rounds=1, small_rounds=1, warm_repeats=1, cmd_repeats=1, cache=tmp_path, tick=lambda: ticks.append(1),
+        commands=False,
+    )  # fmt: skip
+    assert len(ticks) == browse_bench.plan_steps((250,), 1, 1, cmd_repeats=0)  # commands=False: no command runs
+    (size,) = results["sizes"]
+    assert size["data"]["rows"] == 250 * browse_bench.ROWS_PER_QUESTION
+    assert size["data"]["cached"] is False
+    timing = size["in_process"]
+    assert set(timing) == set(browse_bench.OPERATIONS)
+    assert timing["show"]["result_size"] == browse_bench.ROWS_PER_QUESTION  # every rationale of the question
+    assert timing["show_unpruned"]["result_size"] == browse_bench.ROWS_PER_QUESTION
+    assert timing["list"]["result_size"] == 20
+    assert timing["summary"]["result_size"] == size["data"]["rows"]
+    headline = browse_bench.headline_of(results, quick=True)
+    for key in ("stats_1m_rows_s", "show_1m_rows_s", "list_1m_rows_s"):
+        assert headline[key] > 0
+    assert headline["rows"] == size["data"]["rows"] and headline["flow_layout_s"] is None
+    # the flow's shard layout of the same rows, and the cache being reused
+    flow = browse_bench.ensure_flow_layout(tmp_path, size["data"])
+    assert flow["rows"] == size["data"]["rows"] and flow["shards"] == 3 and flow["rows_per_shard_max"] == 1200
+    assert browse_bench.ensure_run(tmp_path, 250)["cached"] is True
+
+
+def test_evaluate_benchmark_tiny(tiny_lm_dirs: dict[str, Path]) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dirs["plain"])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm_dirs["plain"])
+    size = {
+        "split": "test", "questions": 3, "batch_size": 2, "max_new_tokens": 6, "rounds": 2, "loop_rounds": 1,
+        "sweep": (3,), "extra_splits": {"retention": 2},
+    }  # fmt: skip
+    ticks: list[int] = []
+    results = evaluate_bench.run_benchmark(size, model=model, tokenizer=tokenizer, tick=lambda: ticks.append(1))
+    assert len(ticks) == evaluate_bench.plan_steps(size)
+    test = results["splits"]["test"]
+    assert len(test["batched_cpu_s"]) == 2 and len(test["loop_cpu_s"]) == 1
+    assert test["predictions_identical"] and not test["mismatches"]
+    assert [row["batch_size"] for row in test["batch_size_sweep"]] == [3]
+    assert results["splits"]["retention"]["questions"] == 2
+    headline = evaluate_bench.headline_of(results, "test", "cpu")
+    assert headline["batched_over_loop"] > 0 and headline["predictions_identical"] is True
+    assert headline["torch_threads"] == 1 and headline["student"] == "given by the caller"
+    assert set(results["targets_met"]) == {"batched_over_loop", "predictions_identical"}
