@@ -74,7 +74,11 @@ def load_config(path: str | Path, quick: bool = False) -> dict[str, Any]:
     for key in ("world", "synthesis", "train", "strategies", "seeds"):
         if key not in cfg:
             raise SystemExit(f"error: {path}: missing key {key!r}")
-    unknown = set(cfg["strategies"]) - set(STRATEGIES)
+    cfg.setdefault("variants", {})
+    for name, spec in cfg["variants"].items():
+        if not isinstance(spec, dict) or spec.get("strategy") not in STRATEGIES:
+            raise SystemExit(f"error: {path}: variants.{name}: needs 'strategy' (one of {', '.join(STRATEGIES)})")
+    unknown = set(cfg["strategies"]) - set(STRATEGIES) - set(cfg["variants"])
     if unknown:
         raise SystemExit(f"error: {path}: strategies: unknown {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
     cfg.setdefault("tuning", {})
@@ -166,10 +170,12 @@ class Run:
 
 def make_run(cfg: dict[str, Any], data: Path, student: Path, phase: str, strategy: str, seed: int,
              overrides: dict[str, Any] | None = None) -> Run:  # fmt: skip
+    variant = dict(cfg.get("variants", {}).get(strategy, {}))  # a named strategy + settings
     args = {
         **cfg["train"],
         **(overrides or {}),
-        "strategy": strategy,
+        **variant,
+        "strategy": variant.pop("strategy", strategy),
         "seed": seed,
         "data": str(data / "rationales"),
         "student": str(student),
@@ -256,17 +262,24 @@ def tune(cfg: dict[str, Any], data: Path, student: Path, work: Path, strategies:
     tuning = cfg["tuning"]
     seed = tuning.get("seed", 0)
     lrs = tuning.get("learning_rate") or []
+    variants = cfg.get("variants", {})
+    base_of = {s: variants[s]["strategy"] if s in variants else s for s in strategies}
     chosen: dict[str, dict[str, Any]] = {s: {} for s in strategies}
     searched: list[dict[str, Any]] = []
     if lrs:
         runs = [make_run(cfg, data, student, "tune", s, seed, {"learning_rate": lr}).place(work)
-                for s in strategies for lr in lrs]  # fmt: skip
+                for s in strategies if s not in variants for lr in lrs]  # fmt: skip
         results = run_all(runs, jobs, progress, "tuning: learning rate")
         searched += results
         for s in strategies:
+            if s in variants:
+                continue
             mine = [r for r in results if r["strategy"] == s]
             best = max(mine, key=lambda r: (r["validation"], -r["config"]["learning_rate"]))
             chosen[s]["learning_rate"] = best["config"]["learning_rate"]
+        for s in strategies:  # a variant trains with its base strategy's learning rate
+            if s in variants and base_of[s] in chosen:
+                chosen[s] = {"learning_rate": chosen[base_of[s]].get("learning_rate", cfg["train"].get("learning_rate"))}
     if "mind" in strategies and tuning.get("mind"):
         base = chosen["mind"]
         runs = [make_run(cfg, data, student, "tune", "mind", seed, {**base, **o}).place(work) for o in tuning["mind"]]
@@ -419,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=str(REPO_ROOT / "runs" / "quality"), help="runs and data (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each; default 2)")
     parser.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
-    parser.add_argument("--strategies", help="comma-separated strategies (default: the config's)")
+    parser.add_argument("--strategies", help="comma-separated strategies or variants (default: the config's)")
     parser.add_argument("--no-tune", action="store_true", help="skip tuning: the config's settings for every strategy")
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, no tuning, results *.quick.json")
     parser.add_argument("--docs", default=str(DOCS), help="where results.md and the plots go (default: %(default)s)")
@@ -431,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg["seeds"] = [int(s) for s in args.seeds.split(",")]
     if args.strategies:
         cfg["strategies"] = [s.strip() for s in args.strategies.split(",")]
-        if unknown := set(cfg["strategies"]) - set(STRATEGIES):
+        if unknown := set(cfg["strategies"]) - set(STRATEGIES) - set(cfg["variants"]):
             parser.error(f"--strategies: unknown {sorted(unknown)}")
     work = Path(args.work) / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)

@@ -78,3 +78,21 @@ def test_quality_config_errors(tmp_path):
     bad.write_text(yaml.safe_dump({"world": {}}))
     with pytest.raises(SystemExit, match="missing key 'synthesis'"):
         quality.load_config(bad)
+
+
+def test_quality_variants_map_to_their_strategy(tmp_path):
+    path = tmp_path / "q.yaml"
+    path.write_text(yaml.safe_dump({
+        "world": {}, "synthesis": {}, "train": {"learning_rate": 1e-3}, "seeds": [0],
+        "strategies": ["golden", "golden-stepwise"],
+        "variants": {"golden-stepwise": {"strategy": "golden", "golden_view": "stepwise"}},
+    }))  # fmt: skip
+    cfg = quality.load_config(path)
+    run = quality.make_run(cfg, tmp_path, tmp_path / "student", "final", "golden-stepwise", 0, {"learning_rate": 3e-3})
+    assert run.strategy == "golden-stepwise"
+    assert run.args["strategy"] == "golden" and run.args["golden_view"] == "stepwise" and run.args["learning_rate"] == 3e-3
+    plain = quality.make_run(cfg, tmp_path, tmp_path / "student", "final", "golden", 0)
+    assert "golden_view" not in plain.args and plain.key != run.key
+    path.write_text(yaml.safe_dump({**cfg, "variants": {"x": {"golden_view": "stepwise"}}}))
+    with pytest.raises(SystemExit, match="variants.x"):
+        quality.load_config(path)
