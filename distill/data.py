@@ -117,7 +117,10 @@ def load_questions_with_candidates(
         qc = questions.setdefault(qid, QuestionCandidates(qid, info["question"], info["gold"], info["task"]))
         ids, plens = [], []
         for _, text in sorted(items):
-            enc = encode_example(tokenizer, info["question"], text, style, max_length)
+            try:
+                enc = encode_example(tokenizer, info["question"], text, style, max_length)
+            except ValueError as exc:  # e.g. a prompt longer than max_length: name the question
+                raise ContractError(f"{data_dir}: question {qid}", f"{exc} (raise --max_length)") from None
             report.truncated += max_length is not None and len(enc.input_ids) == max_length
             ids.append(enc.input_ids)
             plens.append(enc.prompt_len)

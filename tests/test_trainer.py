@@ -457,3 +457,12 @@ def test_non_finite_loss_before_any_checkpoint_says_so(trainer_assets, tmp_path)
     trainer = make_trainer(trainer_assets, tmp_path, model=model, strategy="random", max_steps=2)
     with pytest.raises(FloatingPointError, match="none saved yet"):
         trainer.train()
+
+
+def test_prompt_longer_than_max_length_names_the_question(trainer_assets):  # noqa: F811
+    from data_schemas import ContractError
+    from distill.data import load_questions_with_candidates
+
+    tok = load_tokenizer(trainer_assets)
+    with pytest.raises(ContractError, match=r"question .*max_length"):
+        load_questions_with_candidates(trainer_assets.data_dir, tok, "plain", max_length=4)

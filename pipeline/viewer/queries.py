@@ -146,6 +146,7 @@ class RunData:
                 "SELECT count(*) AS rows, count_if(is_correct) AS correct, count_if(is_correct IS NULL) AS unjudged "
                 "FROM {src}"
             )[0]
+            r["correct"], r["unjudged"] = r["correct"] or 0, r["unjudged"] or 0  # count_if over no rows is NULL
             n = r["rows"] or 1
             return r | {"correct_pct": 100.0 * r["correct"] / n, "unjudged_pct": 100.0 * r["unjudged"] / n}
 
