@@ -164,6 +164,17 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def machine_info() -> dict[str, Any]:
     """Where the numbers come from (the load average shows how busy the shared machine was)."""
     return {
@@ -174,6 +185,7 @@ def machine_info() -> dict[str, Any]:
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "versions": {d: _version(d) for d in ("torch", "transformers", "prefect", "pyarrow", "duckdb", "math-verify")},
+        "cpu_model": cpu_model(),
     }
 
 

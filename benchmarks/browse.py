@@ -350,16 +350,6 @@ def bench_commands(run: dict[str, Any], repeats: int, step: Any, tick: Any) -> d
 
 
 # ====================================================================== main
-def cpu_model() -> str | None:
-    """The CPU's model name (Linux), for the results' machine section."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
 
 def run_benchmark(
     questions: tuple[int, ...], rounds: int, small_rounds: int, warm_repeats: int, cmd_repeats: int,
@@ -454,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     results: dict[str, Any] = {
         "benchmark": "browse", "quick": args.quick, "sizes_config": size, "targets": TARGETS,
-        "machine": {**machine_info(), "cpu_model": cpu_model()},
+        "machine": machine_info(),
     }  # fmt: skip
     with ExitStack() as stack:
         progress = stack.enter_context(make_progress())

@@ -56,7 +56,6 @@ from benchmarks._common import (
     rate,
     write_results,
 )
-from benchmarks.browse import cpu_model
 
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
@@ -309,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         size["batch_size"] = args.batch_size
     t_start = time.perf_counter()
     results: dict[str, Any] = {"benchmark": "evaluate", "quick": args.quick, "sizes": size, "targets": TARGETS,
-                               "machine": {**machine_info(), "cpu_model": cpu_model()}}  # fmt: skip
+                               "machine": machine_info()}  # fmt: skip
     with ExitStack() as stack:
         progress = stack.enter_context(make_progress())
         bar = progress.add_task("evaluate benchmark", total=plan_steps(size))

@@ -587,15 +587,6 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
 
 def summarize(timing: dict[str, Any], memory: dict[str, dict[str, Any]], clock: str) -> dict[str, Any]:
     runs = timing["runs"]
@@ -670,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     overlap = args.quick
     results: dict[str, Any] = {
         "benchmark": "trainer", "quick": args.quick, "sizes": size, "targets": TARGETS,
-        "machine": {**machine_info(), "cpu_model": _cpu_model()},
+        "machine": machine_info(),
         "code": {p: _file_hash(REPO_ROOT / p) for p in ("distill/trainer.py", "distill/ta.py", "distill/inertia.py",
                                                       "distill/data.py")},
     }  # fmt: skip
