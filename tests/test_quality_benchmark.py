@@ -60,12 +60,19 @@ def test_quality_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
     assert "| mind |" in md and "<!-- BEGIN ANALYSIS -->" in md
     assert (tmp_path / "docs" / "img" / "quality-accuracy.png").stat().st_size > 1000
     assert (tmp_path / "docs" / "img" / "quality-mind-picks.png").stat().st_size > 1000
+    assert (tmp_path / "docs" / "img" / "quality-mind-losses.png").stat().st_size > 1000
+    vs_random = results["comparison"]["vs"]["random"]  # paired MIND - random, from the runs' predictions
+    assert set(vs_random) == {"test", "ood_steps", "ood_template", "retention", "validation"}
+    assert vs_random["test"]["seeds"] == 2 and -1.0 <= vs_random["test"]["diff"] <= 1.0
+    assert "MIND minus each other strategy" in md
+    assert len(results["invocations"]) == 1 and results["total_wall_seconds"] > 0
 
     # resumable: nothing is trained again, and a hand-written analysis survives the rewrite
     (tmp_path / "docs" / "results.md").write_text(md.replace("(analysis to be written)", "MIND wins, or not."))
     assert quality.main(argv) == 0
     again = json.loads((tmp_path / "quality.json").read_text())
     assert again["runs_executed"] == 0
+    assert len(again["invocations"]) == 2 and again["total_wall_seconds"] > results["total_wall_seconds"]
     assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in runs]
     assert "MIND wins, or not." in (tmp_path / "docs" / "results.md").read_text()
 
