@@ -268,16 +268,19 @@ def tune(cfg: dict[str, Any], data: Path, student: Path, work: Path, strategies:
     chosen: dict[str, dict[str, Any]] = {s: {} for s in strategies}
     searched: list[dict[str, Any]] = []
     if lrs:
+        tuned = [s for s in strategies if s not in variants]
         runs = [make_run(cfg, data, student, "tune", s, seed, {"learning_rate": lr}).place(work)
-                for s in strategies if s not in variants for lr in lrs]  # fmt: skip
+                for s in tuned for lr in lrs]  # fmt: skip
         results = run_all(runs, jobs, progress, "tuning: learning rate")
+        for _ in range(int(tuning.get("extend_edges", 0))):  # best at the grid's edge: look one step beyond
+            beyond = [(s, lr) for s in tuned if (lr := _beyond_edge([r for r in results if r["strategy"] == s]))]
+            if not beyond:
+                break
+            runs = [make_run(cfg, data, student, "tune", s, seed, {"learning_rate": lr}).place(work) for s, lr in beyond]
+            results += run_all(runs, jobs, progress, "tuning: learning rate beyond the grid's edge")
         searched += results
-        for s in strategies:
-            if s in variants:
-                continue
-            mine = [r for r in results if r["strategy"] == s]
-            best = max(mine, key=lambda r: (r["validation"], -r["config"]["learning_rate"]))
-            chosen[s]["learning_rate"] = best["config"]["learning_rate"]
+        for s in tuned:
+            chosen[s]["learning_rate"] = _best_lr_run([r for r in results if r["strategy"] == s])["config"]["learning_rate"]
         for s in strategies:  # a variant trains with its base strategy's learning rate
             if s in variants and base_of[s] in chosen:
                 chosen[s] = {"learning_rate": chosen[base_of[s]].get("learning_rate", cfg["train"].get("learning_rate"))}
@@ -291,6 +294,20 @@ def tune(cfg: dict[str, Any], data: Path, student: Path, work: Path, strategies:
         keys = set().union(*(o.keys() for o in tuning["mind"]))
         chosen["mind"] = {**base, **{k: best["config"][k] for k in keys if k in best["config"]}}
     return chosen, searched
+
+
+def _best_lr_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Best validation accuracy; a tie goes to the lower learning rate."""
+    return max(runs, key=lambda r: (r["validation"], -r["config"]["learning_rate"]))
+
+
+def _beyond_edge(runs: list[dict[str, Any]]) -> float | None:
+    """The learning rate one factor of 2 beyond the tried range when the best is at its edge, else None."""
+    tried = sorted({r["config"]["learning_rate"] for r in runs})
+    if len(tried) < 2:
+        return None
+    best = _best_lr_run(runs)["config"]["learning_rate"]
+    return best / 2 if best == tried[0] else best * 2 if best == tried[-1] else None
 
 
 # ====================================================================== report

@@ -103,3 +103,14 @@ def test_quality_variants_map_to_their_strategy(tmp_path):
     path.write_text(yaml.safe_dump({**cfg, "variants": {"x": {"golden_view": "stepwise"}}}))
     with pytest.raises(SystemExit, match="variants.x"):
         quality.load_config(path)
+
+
+def test_tuning_looks_beyond_the_grids_edge():
+    def run(lr, val):
+        return {"config": {"learning_rate": lr}, "validation": val}
+
+    assert quality._beyond_edge([run(1e-3, 0.5), run(2e-3, 0.4), run(4e-3, 0.3)]) == 5e-4  # best at the low edge
+    assert quality._beyond_edge([run(1e-3, 0.3), run(2e-3, 0.4), run(4e-3, 0.5)]) == 8e-3  # ... at the high edge
+    assert quality._beyond_edge([run(1e-3, 0.3), run(2e-3, 0.5), run(4e-3, 0.3)]) is None  # inside: done
+    assert quality._beyond_edge([run(1e-3, 0.5), run(2e-3, 0.5)]) == 5e-4  # a tie goes to the lower rate
+    assert quality._beyond_edge([run(1e-3, 0.5)]) is None  # one rate: no range to extend
