@@ -46,9 +46,10 @@ def rate(count: float, seconds: float) -> float:
 
 
 def rnd(value: Any, digits: int = 4) -> Any:
-    """Round floats (recursively in dicts and lists) for a readable results file."""
+    """Round floats (recursively in dicts and lists) for a readable results file: ``digits``
+    decimals, or ``digits`` significant digits below 1 (a learning rate of 7.5e-4 stays 7.5e-4)."""
     if isinstance(value, float):
-        return round(value, digits)
+        return float(f"{value:.{digits}g}") if abs(value) < 1 else round(value, digits)
     if isinstance(value, dict):
         return {k: rnd(v, digits) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -65,7 +65,7 @@ def test_quality_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
     assert set(vs_random) == {"test", "ood_steps", "ood_template", "retention", "validation"}
     assert vs_random["test"]["seeds"] == 2 and -1.0 <= vs_random["test"]["diff"] <= 1.0
     assert "MIND minus each other strategy" in md
-    assert len(results["invocations"]) == 1 and results["total_wall_seconds"] > 0
+    assert len(results["invocations"]) == 1 and results["total_wall_seconds"] > 0 and results["busy_wall_seconds"] > 0
 
     # resumable: nothing is trained again, and a hand-written analysis survives the rewrite
     (tmp_path / "docs" / "results.md").write_text(md.replace("(analysis to be written)", "MIND wins, or not."))
@@ -114,3 +114,10 @@ def test_tuning_looks_beyond_the_grids_edge():
     assert quality._beyond_edge([run(1e-3, 0.3), run(2e-3, 0.5), run(4e-3, 0.3)]) is None  # inside: done
     assert quality._beyond_edge([run(1e-3, 0.5), run(2e-3, 0.5)]) == 5e-4  # a tie goes to the lower rate
     assert quality._beyond_edge([run(1e-3, 0.5)]) is None  # one rate: no range to extend
+
+
+def test_busy_wall_time_is_the_union_of_run_intervals():
+    runs = [{"finished_at": 10.0, "wall_seconds": 10.0}, {"finished_at": 15.0, "wall_seconds": 10.0},  # 0-10, 5-15
+            {"finished_at": 40.0, "wall_seconds": 5.0}, {"wall_seconds": 99.0}]  # 35-40; no timestamp: left out
+    assert quality.busy_wall_seconds(runs) == 20.0
+    assert quality.busy_wall_seconds([]) == 0.0
