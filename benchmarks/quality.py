@@ -400,33 +400,34 @@ def plot(summary: dict[str, Any], curves: dict[str, Any], out_dir: Path, losses:
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     if curves:
-        fig, ax = plt.subplots(figsize=(9, 4))
-        for v, ys in curves["share"].items():
-            ax.plot(curves["steps"], [y * 100 for y in ys], label=v)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("pick share since previous probe (%)")
-        ax.set_title(f"MIND: per-perspective pick rate over training (mean of {curves['seeds']} seeds)")
-        ax.legend(ncol=3, fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        paths.append(out_dir / "quality-mind-picks.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(_line_plot(plt, curves["steps"], {v: [y * 100 for y in ys] for v, ys in curves["share"].items()},
+                                "pick share since previous probe (%)",
+                                f"MIND: per-perspective pick rate over training (mean of {curves['seeds']} seeds)",
+                                out_dir / "quality-mind-picks.png"))  # fmt: skip
     if losses:
-        fig, ax = plt.subplots(figsize=(9, 4))
-        for v, ys in losses["L_p"].items():
-            ax.plot(losses["steps"], ys, label=v)
-        ax.set_yscale("log")
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("L_p (nats/token, log scale)")
-        ax.set_title(f"MIND: per-perspective inertia-filtered loss L_p (mean of {losses['seeds']} seeds)")
-        ax.legend(ncol=3, fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        paths.append(out_dir / "quality-mind-losses.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(_line_plot(plt, losses["steps"], losses["L_p"], "L_p (nats/token, log scale)",
+                                f"MIND: per-perspective inertia-filtered loss L_p (mean of {losses['seeds']} seeds)",
+                                out_dir / "quality-mind-losses.png", log=True))  # fmt: skip
     return paths
+
+
+def _line_plot(plt: Any, steps: list[int], series: dict[str, list[float]], ylabel: str, title: str, path: Path,
+               log: bool = False) -> Path:  # fmt: skip
+    """One line per perspective over optimizer steps, saved as ``path``."""
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for name, ys in series.items():
+        ax.plot(steps, ys, label=name)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(ncol=3, fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _pct(ms: dict[str, float]) -> str:
