@@ -14,7 +14,8 @@ it stopped. Steps (settings in the YAML config; ``--quick`` shrinks them for a s
    task (``distill.student.ensure_default_student``, cached under ``runs/students``), so every run
    starts from the same weights and forgetting can be measured.
 3. **Tuning** (validation only, never test): seed ``tuning.seed``; every strategy at each learning
-   rate of ``tuning.learning_rate``; then MIND's method settings (``tuning.mind``: a list of
+   rate of ``tuning.learning_rate`` (a strategy whose best rate is at the grid's edge also tries
+   one factor of 2 beyond it, at most ``tuning.extend_edges`` times); then MIND's method settings (``tuning.mind``: a list of
    MindConfig overrides) at MIND's best learning rate. The choice is the best validation accuracy
    (held-out training-world questions that no run trains on).
 4. **Comparison**: every strategy x every seed at equal compute (same optimizer steps, batch of
