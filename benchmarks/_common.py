@@ -204,6 +204,16 @@ def emit(headline: dict[str, Any]) -> None:
     print(json.dumps(rnd(headline, 3), default=str), flush=True)
 
 
+def publish(name: str, results: dict[str, Any], headline: dict[str, Any], *, quick: bool, t_start: float) -> int:
+    """A benchmark's last step: record its wall time, write ``results/<name>.json``, name the
+    file on stderr and print the headline as the last stdout line. Returns the exit status (0)."""
+    results["benchmark_wall_s"] = time.perf_counter() - t_start
+    path = write_results(name, results, quick=quick)
+    print(f"full results: {path.relative_to(REPO_ROOT)}", file=sys.stderr)
+    emit(headline)
+    return 0
+
+
 # ---------------------------------------------------------------- profiles
 def _where(key: tuple[str, int, str]) -> str:
     """``path:line(function)`` with the repository or site-packages prefix dropped."""

@@ -73,13 +73,12 @@ from typing import Any
 from benchmarks._common import (
     QUIET_ENV,
     REPO_ROOT,
-    emit,
     machine_info,
     make_progress,
     median,
     report_at_exit,
     run_child,
-    write_results,
+    publish,
 )
 
 ROWS_PER_QUESTION = 12  # six perspectives x two samples (pipeline.synthetic's defaults)
@@ -507,11 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     results["targets_met_by_command"] = {
         op: None if cmd[op] is None else cmd[op] < TARGETS[f"{op}_s_max"] for op in ("stats", "show", "list")
     }
-    results["benchmark_wall_s"] = time.perf_counter() - t_start
-    path = write_results("browse", results, quick=args.quick)
-    print(f"full results: {path.relative_to(REPO_ROOT)}", file=sys.stderr)
-    emit(headline)
-    return 0
+    return publish("browse", results, headline, quick=args.quick, t_start=t_start)
 
 
 if __name__ == "__main__":

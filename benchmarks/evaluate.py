@@ -47,14 +47,13 @@ from typing import Any
 
 from benchmarks._common import (
     REPO_ROOT,
-    emit,
     machine_info,
     make_progress,
     median,
     peak_rss_mb,
     quiet_libraries,
     rate,
-    write_results,
+    publish,
 )
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -323,11 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         step("done")
     results["peak_rss_mb"] = peak_rss_mb()
     headline = headline_of(results, size["split"], args.clock, args.quick)
-    results["benchmark_wall_s"] = time.perf_counter() - t_start
-    path = write_results("evaluate", results, quick=args.quick)
-    print(f"full results: {path.relative_to(REPO_ROOT)}", file=sys.stderr)
-    emit(headline)
-    return 0
+    return publish("evaluate", results, headline, quick=args.quick, t_start=t_start)
 
 
 if __name__ == "__main__":

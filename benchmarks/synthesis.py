@@ -50,7 +50,6 @@ from typing import Any
 
 from benchmarks._common import (
     REPO_ROOT,
-    emit,
     machine_info,
     make_progress,
     median,
@@ -60,7 +59,7 @@ from benchmarks._common import (
     quiet_libraries,
     rate,
     run_child,
-    write_results,
+    publish,
 )
 
 if str(REPO_ROOT) not in sys.path:  # tests.tiny_models, when started from elsewhere
@@ -660,11 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline_rationales_per_s": headline["pipeline_rationales_per_s"] >= TARGETS["pipeline_rationales_per_s"],
         "rss_10k_over_1k": None if ratio is None else ratio <= TARGETS["rss_10k_over_1k_max"],
     }
-    results["benchmark_wall_s"] = time.perf_counter() - t_start
-    path = write_results("synthesis", results, quick=args.quick)
-    print(f"full results: {path.relative_to(REPO_ROOT)}", file=sys.stderr)
-    emit(headline)
-    return 0
+    return publish("synthesis", results, headline, quick=args.quick, t_start=t_start)
 
 
 if __name__ == "__main__":

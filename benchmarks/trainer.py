@@ -73,7 +73,6 @@ from typing import Any
 from benchmarks._common import (
     REPO_ROOT,
     QUIET_ENV,
-    emit,
     machine_info,
     make_progress,
     median,
@@ -82,7 +81,7 @@ from benchmarks._common import (
     report_at_exit,
     run_child,
     vm_hwm_mb,
-    write_results,
+    publish,
 )
 
 PERSPECTIVES = ("stepwise", "equation", "socratic", "verbose", "backward")
@@ -796,11 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     results["targets_met"] = {k.removesuffix("_max"): met(headline[k.removesuffix("_max")], v)
                               for k, v in TARGETS.items()}  # fmt: skip
     headline["targets_met"] = results["targets_met"]
-    results["benchmark_wall_s"] = time.perf_counter() - t_start
-    path = write_results("trainer", results, quick=args.quick)
-    print(f"full results: {path.relative_to(REPO_ROOT)}", file=sys.stderr)
-    emit(headline)
-    return 0
+    return publish("trainer", results, headline, quick=args.quick, t_start=t_start)
 
 
 if __name__ == "__main__":
