@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_cpu_thread")]  # conftest: tiny models, one thread
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = REPO_ROOT / "configs" / "train" / "gsm8k-real.yaml"
@@ -55,16 +55,6 @@ def last_json(text: str) -> dict[str, Any]:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     assert lines, "nothing on stdout"
     return json.loads(lines[-1])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _script_env(tmp_path: Path, shared: Path, **env: str) -> dict[str, str]:

@@ -27,14 +27,7 @@ MAX_STEPS = 4
 BATCH = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")  # conftest: the tiny models run on one thread
 
 
 def _args(student: str | Path, data: str | Path, out: Path, *extra: str, splits: str = ",".join(SPLITS)) -> list[str]:
