@@ -11,72 +11,134 @@ from dataclasses import dataclass, field
 import torch
 from trl import SFTConfig
 
-STRATEGIES = ("golden", "all", "random", "lowest_loss", "inertia", "mind")
-FEEDBACK_MODES = ("inertia", "fresh")
+STRATEGIES = ("golden", "all", "mcc_kd", "random", "lowest_loss", "instant", "mind")
+SCORING_MODES = ("shared", "separate")
+META_TARGETS = ("instant", "inertia")
+WARMUP_STUDENT = ("frozen", "uniform")
 
 
 @dataclass
 class MindConfig(SFTConfig):
-    """SFTConfig plus the MIND method's hyperparameters (DESIGN §5). Defaults are documented in
-    docs and were chosen on the synthetic world's validation split."""
+    """SFTConfig plus the method's hyperparameters (DESIGN §5; every flag and default in docs/method.md).
+
+    Defaults are provisional: chosen by reasoning and small validation runs, to be tuned on
+    validation in the quality benchmark."""
 
     strategy: str = field(
         default="mind",
-        metadata={"help": f"which candidates a question trains on: {', '.join(STRATEGIES)}", "choices": STRATEGIES},
+        metadata={"help": f"how each question's candidate rationales are used: {', '.join(STRATEGIES)}", "choices": STRATEGIES},
     )
-    feedback: str = field(
-        default="inertia",
-        metadata={
-            "help": "capability signal: 'inertia' (last seen training losses, cheap) or 'fresh' (an extra no-grad "
-            "forward over every candidate of the batch each step, exact, ~2-3x the step cost)",
-            "choices": FEEDBACK_MODES,
-        },
-    )
-    beta: float = field(default=0.9, metadata={"help": "EMA momentum of the slow inertia statistics (L, S, L_p)"})
-    beta_fast: float = field(default=0.5, metadata={"help": "EMA momentum of the fast per-perspective loss F_p"})
-    kappa: float = field(default=1.0, metadata={"help": "capability gate threshold, in spreads above the global loss"})
-    gamma: float = field(default=4.0, metadata={"help": "capability gate strength (score penalty per spread beyond kappa)"})
-    tau: float = field(default=1.0, metadata={"help": "softmax temperature of the pick policy"})
-    picks_per_question: int = field(default=1, metadata={"help": "k: candidates sampled per question per step"})
-    ta_hidden: int = field(default=32, metadata={"help": "hidden width of the Teaching Assistant MLP"})
-    ta_embedding_dim: int = field(default=8, metadata={"help": "size of the learned perspective embedding"})
-    ta_learning_rate: float = field(default=1e-2, metadata={"help": "Adam learning rate of the TA"})
-    ta_entropy_coef: float = field(default=0.01, metadata={"help": "entropy bonus of the TA's REINFORCE update"})
-    ta_baseline_beta: float = field(default=0.8, metadata={"help": "EMA momentum of the REINFORCE reward baseline"})
-    probe_every: int = field(default=10, metadata={"help": "optimizer steps between probes (TA feedback); 0 = never"})
-    probe_questions: int = field(
-        default=16,
-        metadata={"help": "held-out probe questions (each scored on every view); 16 x 5 views every 10 steps costs ~0.2x a step"},
-    )
-    probe_batch_size: int | None = field(
-        default=None,
-        metadata={"help": "sequences per no-grad scoring forward (probe, fresh feedback); default: the training batch size"},
-    )
-    validation_questions: int = field(
-        default=0, metadata={"help": "further held-out questions (never trained on) for tuning; 0 = none"}
-    )
+    # ---- data
     include_incorrect: bool = field(
         default=False, metadata={"help": "also train on rationales the verifier marked wrong or could not judge"}
     )
     prompt_style: str = field(
         default="auto", metadata={"help": "student prompt format: auto, plain or chat", "choices": ("auto", "plain", "chat")}
     )
+    answer_template: str = field(
+        default="The answer is {answer}.",
+        metadata={"help": "canonical final line of every training target ({answer} = the gold answer); its answer "
+                  "tokens are the span the consistency terms compare. Empty: targets as written, no consistency"},
+    )
+    validation_questions: int = field(
+        default=0, metadata={"help": "held-out questions (never trained on) evaluated after training, for tuning; 0 = none"}
+    )
+    # ---- baselines
     golden_view: str | None = field(
         default=None,
-        metadata={"help": "strategy 'golden': the perspective used as the single rationale (default: a fixed random "
+        metadata={"help": "strategy golden: the perspective used as the single rationale (default: a fixed random "
                   "correct candidate per question)"},
+    )
+    picks_per_question: int = field(default=1, metadata={"help": "strategies random, lowest_loss: candidates per question"})
+    mcc_diverse_k: int = field(
+        default=3, metadata={"help": "strategy mcc_kd: per question keep the k most diverse rationales (n-gram Jaccard)"}
+    )
+    mcc_ngram: int = field(default=3, metadata={"help": "strategy mcc_kd: n of the token n-grams of the Jaccard similarity"})
+    # ---- scoring every candidate (lowest_loss, instant, mind)
+    scoring: str = field(
+        default="shared",
+        metadata={"help": "how every candidate's loss is measured: 'shared' (one forward with grad over every candidate; "
+                  "unselected ones get weight 0: step cost = all's) or 'separate' (a no-grad forward over every "
+                  "candidate, then forward+backward over the selected ones only: cheaper when the subset is small)",
+                  "choices": SCORING_MODES},
+    )
+    scoring_batch_size: int | None = field(
+        default=None, metadata={"help": "rows per no-grad scoring forward (scoring=separate); default: the training batch size"}
+    )
+    inertia_beta: float = field(
+        default=0.9, metadata={"help": "EMA momentum of the inertia statistics (per candidate and per view losses)"}
+    )
+    # ---- dynamic fusion and the student loss (mind, instant)
+    fusion: bool = field(default=True, metadata={"help": "keep the subset I_dyn (false: top-1 only, the paper's w/o fusion)"})
+    fusion_beta: float = field(
+        default=0.5,
+        metadata={"help": "subset rule: keep k with softmax(s/tau_student)_k >= fusion_beta * max; in (0, 1], 1 = ties of the top only"},
+    )
+    tau_student: float = field(default=1.0, metadata={"help": "temperature of the weights alpha = softmax(s/tau_student) over I_dyn"})
+    consistency_weight: float = field(
+        default=0.1,
+        metadata={"help": "lambda: weight of the answer-consistency term (mind/instant: alpha-weighted pairwise JSD; "
+                  "mcc_kd: bidirectional KL of its pair); 0 = off"},
+    )
+    # ---- the MetaNet (mind)
+    meta_attention: bool = field(default=True, metadata={"help": "self-attention across a question's candidates in the MetaNet"})
+    meta_hidden: int = field(default=64, metadata={"help": "MetaNet width"})
+    meta_heads: int = field(default=4, metadata={"help": "attention heads of the MetaNet (must divide meta_hidden)"})
+    meta_encoder: str | None = field(
+        default=None,
+        metadata={"help": "rationale representation: empty = the student's pooled last hidden state over the rationale "
+                  "(detached); or a local folder of a sentence-transformers model (frozen; needs the [encoder] extra)"},
+    )
+    meta_target: str = field(
+        default="inertia",
+        metadata={"help": "L_real of the meta-loss: 'instant' (this step's CE) or 'inertia' (each candidate's EMA CE)",
+                  "choices": META_TARGETS},
+    )
+    meta_tau: float = field(default=1.0, metadata={"help": "temperature of both softmaxes of the ListNet meta-loss"})
+    meta_learning_rate: float = field(default=1e-3, metadata={"help": "the MetaNet's own Adam learning rate"})
+    meta_accumulation_steps: int = field(
+        default=4, metadata={"help": "student optimizer steps whose meta-gradients one MetaNet step accumulates"}
+    )
+    meta_warmup_steps: int = field(
+        default=20, metadata={"help": "first optimizer steps in which the MetaNet learns before it steers the student"}
+    )
+    meta_warmup_student: str = field(
+        default="frozen",
+        metadata={"help": "the student during warm-up: 'frozen' (not updated) or 'uniform' (trained on every candidate, equal weights)",
+                  "choices": WARMUP_STUDENT},
+    )
+
+    history_every: int = field(
+        default=10, metadata={"help": "optimizer steps averaged into one entry of mind_summary.json's history"}
     )
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.feedback not in FEEDBACK_MODES:
-            raise ValueError(f"feedback must be one of {FEEDBACK_MODES}, got {self.feedback!r}")
-        for name in ("beta", "beta_fast", "ta_baseline_beta"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.tau <= 0 or self.gamma < 0 or self.picks_per_question < 1:
-            raise ValueError("need tau > 0, gamma >= 0 and picks_per_question >= 1")
+        checks = [
+            ("strategy", self.strategy in STRATEGIES, f"one of {', '.join(STRATEGIES)}"),
+            ("scoring", self.scoring in SCORING_MODES, f"one of {', '.join(SCORING_MODES)}"),
+            ("meta_target", self.meta_target in META_TARGETS, f"one of {', '.join(META_TARGETS)}"),
+            ("meta_warmup_student", self.meta_warmup_student in WARMUP_STUDENT, f"one of {', '.join(WARMUP_STUDENT)}"),
+            ("fusion_beta", 0.0 < self.fusion_beta <= 1.0, "in (0, 1]"),
+            ("tau_student", self.tau_student > 0, "> 0"),
+            ("meta_tau", self.meta_tau > 0, "> 0"),
+            ("consistency_weight", self.consistency_weight >= 0, ">= 0"),
+            ("meta_learning_rate", self.meta_learning_rate > 0, "> 0"),
+            ("meta_accumulation_steps", self.meta_accumulation_steps >= 1, ">= 1"),
+            ("meta_warmup_steps", self.meta_warmup_steps >= 0, ">= 0"),
+            ("meta_hidden", self.meta_hidden >= 1 and self.meta_heads >= 1 and self.meta_hidden % self.meta_heads == 0,
+             "positive and divisible by --meta_heads"),
+            ("inertia_beta", 0.0 <= self.inertia_beta < 1.0, "in [0, 1)"),
+            ("picks_per_question", self.picks_per_question >= 1, ">= 1"),
+            ("mcc_diverse_k", self.mcc_diverse_k >= 2, ">= 2 (MCC-KD trains on a pair)"),
+            ("mcc_ngram", self.mcc_ngram >= 1, ">= 1"),
+            ("history_every", self.history_every >= 1, ">= 1"),
+            ("answer_template", not self.answer_template or "{answer}" in self.answer_template, "empty or containing {answer}"),
+        ]  # fmt: skip
+        for flag, ok, want in checks:
+            if not ok:
+                raise ValueError(f"--{flag} must be {want}, got {getattr(self, flag)!r}")
+        if not self.answer_template and (self.consistency_weight > 0 and self.strategy in ("mind", "instant", "mcc_kd")):
+            raise ValueError("--consistency_weight > 0 needs an answer span: set --answer_template (or --consistency_weight 0)")
         # our collator carries extra columns and builds labels itself; packing/padding-free would drop them
         self.remove_unused_columns = False
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import torch
 
 from data_schemas import ContractError, read_rationales
-from distill.formatting import encode_example
+from distill.formatting import DEFAULT_ANSWER_TEMPLATE, encode_training_example
 from pipeline.ids import stable_hash
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ class View:
     samples: list[list[int]]  # token ids (prompt + completion + EOS)
     prompt_lens: list[int]
     uid: int = -1  # global candidate id (set by CandidateStore)
+    answer_starts: list[int] = field(default_factory=list)  # per sample: first token of the answer span
+    answer_lens: list[int] = field(default_factory=list)  # per sample: answer tokens (0 = no span)
 
 
 @dataclass
@@ -80,8 +82,13 @@ def load_questions_with_candidates(
     *,
     include_incorrect: bool = False,
     max_length: int | None = None,
+    answer_template: str | None = DEFAULT_ANSWER_TEMPLATE,
 ) -> tuple[list[QuestionCandidates], list[str], DataReport]:
-    """Read every finished rationale shard under ``data_dir`` and group it into candidates."""
+    """Read every finished rationale shard under ``data_dir`` and group it into candidates.
+
+    Each training target ends with the canonical answer line (``answer_template``; see
+    :func:`distill.formatting.encode_training_example`), whose answer tokens are the span the
+    consistency terms compare across a question's views."""
     table = read_rationales(data_dir)
     report = DataReport(rows=table.num_rows)
     if table.num_rows == 0:
@@ -115,16 +122,20 @@ def load_questions_with_candidates(
     for (qid, view), items in sorted(samples.items()):
         info = grouped[qid]
         qc = questions.setdefault(qid, QuestionCandidates(qid, info["question"], info["gold"], info["task"]))
-        ids, plens = [], []
+        ids, plens, starts, lens = [], [], [], []
         for _, text in sorted(items):
             try:
-                enc = encode_example(tokenizer, info["question"], text, style, max_length)
+                enc = encode_training_example(
+                    tokenizer, info["question"], text, info["gold"], style, max_length, answer_template
+                )
             except ValueError as exc:  # e.g. a prompt longer than max_length: name the question
                 raise ContractError(f"{data_dir}: question {qid}", f"{exc} (raise --max_length)") from None
             report.truncated += max_length is not None and len(enc.input_ids) == max_length
             ids.append(enc.input_ids)
             plens.append(enc.prompt_len)
-        qc.views.append(View(view, ids, plens))
+            starts.append(enc.answer_start)
+            lens.append(enc.answer_len)
+        qc.views.append(View(view, ids, plens, answer_starts=starts, answer_lens=lens))
     out = [questions[q] for q in sorted(questions)]
     report.questions = len(out)
     return out, all_views, report
@@ -192,7 +203,8 @@ class CandidateCollator:
 
     Output keys: ``input_ids``/``attention_mask``/``cand_labels`` for all candidates of the batch
     (right-padded; labels are -100 outside the completion), ``cand_question`` (batch-local
-    question index), ``cand_view``, ``cand_uid`` and ``question_index`` (global). The trainer
+    question index), ``cand_view``, ``cand_uid``, ``cand_answer_start``/``cand_answer_len`` (the
+    answer span's token positions) and ``question_index`` (global). The trainer
     picks among the candidates; there is deliberately no ``labels`` key, so that
     ``Trainer`` does not count tokens for loss scaling (the MIND loss is per question).
     """
@@ -203,7 +215,7 @@ class CandidateCollator:
         self.epoch = 0  # set by the trainer at the start of each epoch
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        seqs, plens, cq, cv, cu = [], [], [], [], []
+        seqs, plens, cq, cv, cu, ast, alen = [], [], [], [], [], [], []
         qidx = []
         for b, feat in enumerate(features):
             i = int(feat["question_index"])
@@ -216,6 +228,8 @@ class CandidateCollator:
                 cq.append(b)
                 cv.append(v.view)
                 cu.append(v.uid)
+                ast.append(v.answer_starts[k] if v.answer_starts else 0)
+                alen.append(v.answer_lens[k] if v.answer_lens else 0)
         batch = pad_sequences(seqs, plens, self.pad_id)
         return {
             "input_ids": batch["input_ids"],
@@ -224,5 +238,7 @@ class CandidateCollator:
             "cand_question": torch.tensor(cq, dtype=torch.long),
             "cand_view": torch.tensor(cv, dtype=torch.long),
             "cand_uid": torch.tensor(cu, dtype=torch.long),
+            "cand_answer_start": torch.tensor(ast, dtype=torch.long),
+            "cand_answer_len": torch.tensor(alen, dtype=torch.long),
             "question_index": torch.tensor(qidx, dtype=torch.long),
         }

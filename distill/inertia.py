@@ -1,4 +1,9 @@
-"""Inertia statistics: the student's capability as exponentially smoothed losses (DESIGN §5 step 1).
+"""Inertia statistics: the student's long-term loss record as exponentially smoothed losses (DESIGN §5 step 1).
+
+Per candidate an EMA of its cross-entropy over the steps it was measured in (the MetaNet's
+long-term loss feature, and its ``inertia`` meta-target); per view a slow and a fast EMA of the
+view's mean loss (``L_p``, and the trend ``F_p - L_p``); a global mean ``L`` and spread ``S`` that
+put the features on a common scale.
 
 All updates take a whole optimizer step's losses at once (gathered from every micro-batch and
 every rank) and are order-independent (sorted before reduction, float64), so the statistics
@@ -37,7 +42,7 @@ class Ema:
 
 
 class InertiaStats:
-    """Global L and spread S, per view slow L_p and fast F_p, per candidate last loss and age."""
+    """Global L and spread S, per view slow L_p and fast F_p, per candidate EMA loss and age."""
 
     def __init__(self, num_views: int, num_candidates: int, beta: float, beta_fast: float):
         self.beta, self.beta_fast = beta, beta_fast
@@ -45,7 +50,7 @@ class InertiaStats:
         self.global_var = Ema(beta)
         self.view_slow = [Ema(beta) for _ in range(num_views)]
         self.view_fast = [Ema(beta_fast) for _ in range(num_views)]
-        self.last_loss = torch.full((num_candidates,), math.nan, dtype=torch.float64)
+        self.cand_ema = torch.full((num_candidates,), math.nan, dtype=torch.float64)
         self.last_step = torch.full((num_candidates,), -1, dtype=torch.long)
 
     # ------------------------------------------------------------ reading
@@ -72,11 +77,17 @@ class InertiaStats:
         return self.global_loss.ready
 
     def candidate_loss(self, uids: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(lhat, seen)``: last seen loss of each candidate, or its view's L_p when never seen."""
-        last = self.last_loss[uids]
+        """``(lhat, seen)``: each candidate's EMA loss, or its view's L_p when never measured."""
+        last = self.cand_ema[uids]
         seen = ~torch.isnan(last)
         fallback = torch.tensor([self.view_loss(int(v)) for v in views], dtype=torch.float64)
         return torch.where(seen, last, fallback), seen
+
+    def smoothed(self, uids: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        """What each candidate's EMA becomes once ``losses`` are added (the state is not changed)."""
+        old = self.cand_ema[uids]
+        new = losses.to(torch.float64)
+        return torch.where(torch.isnan(old), new, self.beta * old + (1.0 - self.beta) * new)
 
     def age(self, uids: torch.Tensor, step: int) -> torch.Tensor:
         """Optimizer steps since the candidate's loss was measured (``step + 1`` if never)."""
@@ -90,7 +101,7 @@ class InertiaStats:
             return
         order = torch.argsort(uids, stable=True)
         uids, views, losses = uids[order], views[order], losses[order].to(torch.float64)
-        self.last_loss[uids] = losses
+        self.cand_ema[uids] = self.smoothed(uids, losses)
         self.last_step[uids] = step
         mean = float(losses.mean())
         prev = self.L if self.ready else mean
@@ -99,7 +110,7 @@ class InertiaStats:
         self.update_views(views, losses)
 
     def update_views(self, views: torch.Tensor, losses: torch.Tensor) -> None:
-        """Per-view EMAs from the mean loss of each view present (also used by the probe)."""
+        """Per-view EMAs from the mean loss of each view present."""
         for v in torch.unique(views).tolist():
             m = float(losses[views == v].to(torch.float64).mean())
             self.view_slow[v].update(m)
@@ -113,7 +124,7 @@ class InertiaStats:
         return {
             "global_loss": ema(self.global_loss), "global_var": ema(self.global_var),
             "view_slow": [ema(e) for e in self.view_slow], "view_fast": [ema(e) for e in self.view_fast],
-            "last_loss": self.last_loss.clone(), "last_step": self.last_step.clone(),
+            "cand_ema": self.cand_ema.clone(), "last_step": self.last_step.clone(),
         }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -126,5 +137,5 @@ class InertiaStats:
             put(e, vw)
         for e, vw in zip(self.view_fast, state["view_fast"], strict=True):
             put(e, vw)
-        self.last_loss.copy_(state["last_loss"])
+        self.cand_ema.copy_(state["cand_ema"])
         self.last_step.copy_(state["last_step"])

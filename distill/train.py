@@ -88,21 +88,30 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
     style = resolve_style(tokenizer, args.prompt_style)
     print(f"student: {described}; prompt style {style}", file=sys.stderr)
 
+    encoder = None
+    if args.meta_encoder and args.strategy == "mind":  # a bad path fails before anything is trained
+        from distill.encoder import load_encoder
+
+        encoder = load_encoder(args.meta_encoder)
     questions, views, report = load_questions_with_candidates(
-        script.data, tokenizer, style, include_incorrect=args.include_incorrect, max_length=args.max_length
+        script.data, tokenizer, style, include_incorrect=args.include_incorrect, max_length=args.max_length,
+        answer_template=args.answer_template or None,
     )
     for line in report.lines():
         print(f"data: {line}", file=sys.stderr)
     if report.questions_without_candidate:
         logger.warning("%d question(s) had no usable candidate and were skipped", report.questions_without_candidate)
-    train_qs, probe, validation = held_out_split(questions, args.probe_questions, args.validation_questions, args.seed)
+    train_qs, _, validation = held_out_split(questions, 0, args.validation_questions, args.seed)
     store = CandidateStore(train_qs, len(views), args.seed)
-    print(
-        f"data: {len(train_qs)} training questions, {len(probe)} probe, {len(validation)} validation (held out)",
-        file=sys.stderr,
-    )
+    print(f"data: {len(train_qs)} training questions, {len(validation)} validation (held out)", file=sys.stderr)
+    encoder_reps = None
+    if encoder is not None:
+        from distill.encoder import encode_candidates
 
-    trainer = MindTrainer(model, args, store, views, probe, processing_class=tokenizer)
+        encoder_reps = encode_candidates(encoder, store, tokenizer)
+        print(f"meta encoder: {args.meta_encoder} ({encoder_reps.shape[1]}-d, {encoder_reps.shape[0]} candidates)", file=sys.stderr)
+
+    trainer = MindTrainer(model, args, store, views, processing_class=tokenizer, encoder_reps=encoder_reps)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - t0
@@ -137,14 +146,15 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
         (Path(args.output_dir) / "eval_results.json").write_text(json.dumps(results, indent=2))
     return {
         "strategy": args.strategy,
-        "feedback": args.feedback,
         "seed": args.seed,
         "steps": trainer.state.global_step,
         "train_seconds": round(train_seconds, 2),
         "output_dir": args.output_dir,
         "accuracy": {name: r["accuracy"] for name, r in results.items()},
         "n": {name: r["n"] for name, r in results.items()},
-        "pick_share": {name: round(v["pick_share"], 4) for name, v in summary["views"].items()},
+        "in_subset": {name: round(v["in_subset"], 4) for name, v in summary["views"].items()},
+        "kept_share": {name: round(v["kept_share"], 4) for name, v in summary["views"].items()},
+        "compute": summary["compute"],
     }
 
 
@@ -152,12 +162,16 @@ def print_views(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"strategy {summary['strategy']} ({summary['feedback']} feedback): per perspective")
-    for col in ("view", "picks", "share", "mean weight", "L_p"):
+    table = Table(title=f"strategy {summary['strategy']}: per perspective")
+    for col in ("view", "kept", "in subset", "mean alpha", "mean score", "L_p"):
         table.add_column(col, justify="left" if col == "view" else "right")
     for name, v in summary["views"].items():
         lp = "–" if v["L_p"] is None else f"{v['L_p']:.3f}"
-        table.add_row(name, f"{v['picks']:,}", f"{v['pick_share']:.1%}", f"{v['mean_weight']:.3f}", lp)
+        sc = "–" if v["mean_score"] is None else f"{v['mean_score']:.3f}"
+        table.add_row(name, f"{v['kept']:,}", f"{v['in_subset']:.1%}", f"{v['mean_alpha']:.3f}", sc, lp)
+    c = summary["compute"]
+    table.caption = (f"compute: {c['backward_tokens']:,} trained (fwd+bwd) tokens, {c['forward_tokens']:,} forward-only "
+                     f"tokens, ~{c['flops']:.3g} FLOPs ({c['params']:,} params)")
     Console(stderr=True, emoji=False).print(table)
 
 

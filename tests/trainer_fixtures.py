@@ -88,13 +88,13 @@ def load_questions(assets: TrainerAssets, max_length: int = MAX_LENGTH) -> tuple
     return copy.deepcopy(list(qs)), list(views)
 
 
-def split_questions(assets: TrainerAssets, probe: int = 6, seed: int = 0, max_length: int = MAX_LENGTH) -> tuple[list, list, list[str]]:
-    """``(train, probe, views)`` by the trainer's own held-out split."""
+def split_questions(assets: TrainerAssets, held_out: int = 6, seed: int = 0, max_length: int = MAX_LENGTH) -> tuple[list, list, list[str]]:
+    """``(train, held_out, views)`` by the trainer's own held-out split."""
     from distill.data import held_out_split
 
     qs, views = load_questions(assets, max_length)
-    train, probe_set, _ = held_out_split(qs, probe, 0, seed)
-    return train, probe_set, views
+    train, _, held = held_out_split(qs, 0, held_out, seed)
+    return train, held, views
 
 
 def mind_config(output_dir: str | Path, **overrides: Any) -> Any:
@@ -113,7 +113,6 @@ def mind_config(output_dir: str | Path, **overrides: Any) -> Any:
         logging_steps=1,
         save_strategy="no",
         report_to=[],
-        probe_every=1,
         use_cpu=True,
         seed=0,
         data_seed=0,
@@ -132,19 +131,17 @@ def make_trainer(
     output_dir: str | Path,
     *,
     train: list | None = None,
-    probe: list | None = None,
     views: list[str] | None = None,
     model: Any = None,
     callbacks: list | None = None,
     **overrides: Any,
 ) -> Any:
-    """A ``MindTrainer`` on the synthetic data (held-out probe of 6 questions unless given)."""
+    """A ``MindTrainer`` on the synthetic data (6 questions held out unless ``train`` is given)."""
     from distill.data import CandidateStore
     from distill.trainer import MindTrainer
 
     if train is None:
-        train, default_probe, views = split_questions(assets)
-        probe = default_probe if probe is None else probe
+        train, _, views = split_questions(assets)
     assert views is not None, "pass views together with train"
     args = mind_config(output_dir, **overrides)
     store = CandidateStore(train, len(views), args.seed)
@@ -153,7 +150,6 @@ def make_trainer(
         args,
         store,
         views,
-        probe,
         processing_class=load_tokenizer(assets),
         callbacks=callbacks,
     )

@@ -1,0 +1,42 @@
+"""Dynamic perspective fusion (DESIGN §5 step 3; PAPER.md "Dynamic fusion").
+
+``I_dyn = {k : s_k >= beta * max(s)}`` made scale-free: the rule is applied to the weights
+``p = softmax(s / tau_student)`` of the question's candidates, ``p_k >= beta * max_j p_j`` (the
+same as ``s_k >= max(s) + tau_student * log(beta)``), so it does not depend on the scores' offset
+or sign. ``alpha = softmax(s / tau_student)`` renormalised over ``I_dyn``, detached. With fusion
+off (the paper's "w/o fusion" ablation) only the top candidate is kept (ties: the lowest view id).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def fuse(scores: torch.Tensor, mask: torch.Tensor, *, beta: float, tau: float, enabled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(keep, alpha)`` for dense ``[Q, K]`` scores of the present (``mask``) candidates; alpha is
+    float64, zero outside ``keep``, and sums to one per question."""
+    s = scores.detach().to(torch.float64).masked_fill(~mask, -math.inf) / tau
+    top = s.max(dim=1, keepdim=True).values
+    if enabled:
+        keep = mask & (s >= top + math.log(beta))
+    else:
+        first = torch.argmax(s, dim=1)  # the first maximum
+        keep = torch.zeros_like(mask)
+        keep[torch.arange(s.shape[0]), first] = True
+    w = torch.exp(s - top).masked_fill(~keep, 0.0)
+    return keep, w / w.sum(dim=1, keepdim=True)
+
+
+def fuse_candidates(
+    scores: torch.Tensor, groups: torch.Tensor, views: torch.Tensor, num_questions: int, num_views: int,
+    *, beta: float, tau: float, enabled: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """:func:`fuse` on flat per-candidate ``scores`` (one entry per candidate row): ``(keep, alpha)`` flat."""
+    dense = torch.zeros(num_questions, num_views, dtype=scores.dtype)
+    mask = torch.zeros(num_questions, num_views, dtype=torch.bool)
+    dense[groups, views] = scores.detach()
+    mask[groups, views] = True
+    keep, alpha = fuse(dense, mask, beta=beta, tau=tau, enabled=enabled)
+    return keep[groups, views], alpha[groups, views]
