@@ -16,15 +16,19 @@ it stopped. Steps (settings in the YAML config; ``--quick`` shrinks them for a s
 3. **Tuning** (validation only, never test): seed ``tuning.seed``; every strategy at each learning
    rate of ``tuning.learning_rate`` (a strategy whose best rate is at the grid's edge also tries
    one factor of 2 beyond it, at most ``tuning.extend_edges`` times); then MIND's method settings (``tuning.mind``: a list of
-   MindConfig overrides) at MIND's best learning rate. The choice is the best validation accuracy
-   (held-out training-world questions that no run trains on).
-4. **Comparison**: every strategy x every seed at equal compute (same optimizer steps, batch of
-   questions, schedule), with the tuned settings; each run evaluates ``test``, ``ood_steps``,
-   ``ood_template`` and ``retention`` (plus ``validation``) with greedy decoding.
+   MindConfig overrides such as ``{fusion_beta: 0.3}``, each tried alone) at MIND's best learning rate. The choice is
+   the best validation accuracy (held-out training-world questions that no run trains on).
+4. **Comparison**: every strategy x every seed at equal steps (same optimizer steps, batch of
+   questions, schedule; what each one spends in tokens and FLOPs is recorded), with the tuned
+   settings; each run evaluates ``test``, ``ood_steps``, ``ood_template`` and ``retention`` (plus
+   ``validation``) with greedy decoding.
 5. **Report**: ``benchmarks/results/quality.json`` (every run: strategy, seed, metrics, trained
-   tokens, wall time, full config; the tuning search; the summary), ``docs/results.md`` (tables,
-   mean +- std over seeds; a hand-written analysis between ``<!-- BEGIN ANALYSIS -->`` and
-   ``<!-- END ANALYSIS -->`` is carried over when the file is rewritten) and PNG plots beside it.
+   tokens and the trainer's compute account (``compute``: params, forward-only and forward+backward
+   tokens, estimated FLOPs), per-view in-subset and kept shares, wall time, full config; the tuning
+   search; the summary; MIND's per-view in-subset share, mean weight alpha and ``L_p`` over steps
+   from its ``mind_summary.json`` history), ``docs/results.md`` (tables, mean +- std over seeds; a
+   hand-written analysis between ``<!-- BEGIN ANALYSIS -->`` and ``<!-- END ANALYSIS -->`` is
+   carried over when the file is rewritten) and PNG plots beside it.
    The last stdout line is a JSON object with the headline (mean accuracy per strategy and split).
 """
 
@@ -51,15 +55,17 @@ from benchmarks._common import QUIET_ENV, REPO_ROOT, emit, machine_info, make_pr
 from benchmarks.quality_stats import compare_to
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "quality" / "default.yaml"
-STRATEGIES = ("golden", "all", "random", "lowest_loss", "inertia", "mind")
+STRATEGIES = ("golden", "all", "mcc_kd", "random", "lowest_loss", "instant", "mind")
 SPLITS = ("test", "ood_steps", "ood_template", "retention")
+#: the trainer's compute account (mind_summary.json "compute") averaged per strategy in the summary
+COMPUTE_KEYS = ("flops", "backward_tokens", "forward_tokens")
 DOCS = REPO_ROOT / "docs"
 ANALYSIS = re.compile(r"<!-- BEGIN ANALYSIS -->.*?<!-- END ANALYSIS -->", re.S)
 
 #: --quick: a smoke run of the whole pipeline (minutes, numbers meaningless)
 QUICK = {
     "synthesis": {"num_questions": 120},
-    "train": {"max_steps": 12, "validation_questions": 16, "eval_questions": 16, "probe_questions": 8, "probe_every": 4},
+    "train": {"max_steps": 12, "validation_questions": 16, "eval_questions": 16, "meta_warmup_steps": 4, "history_every": 2},
     "seeds": [0, 1],
     "tuning": {"learning_rate": [], "mind": []},
 }
@@ -163,9 +169,11 @@ class Run:
         return self.folder / "result.json"
 
     def done(self) -> dict[str, Any] | None:
+        """The finished run's record; None if there is none, or it is another config's, or it was
+        written by the retired trainer (no ``compute`` account): such a run is trained again."""
         if self.result_file.is_file():
             data = json.loads(self.result_file.read_text())
-            if data.get("key") == self.key:
+            if data.get("key") == self.key and "compute" in data:
                 return data
         return None
 
@@ -223,10 +231,12 @@ def execute(run: Run) -> dict[str, Any]:
         "train_seconds": result["train_seconds"],
         "wall_seconds": round(wall, 2),
         "finished_at": round(time.time(), 1),
-        "trained_tokens": summary.get("trained_tokens"),
-        "pick_share": result["pick_share"],
+        "trained_tokens": summary["compute"]["trained_tokens"],
+        "compute": summary["compute"],  # params, forward_tokens, backward_tokens, trained_tokens, flops
+        "in_subset": result["in_subset"],
+        "kept_share": result["kept_share"],
         "views": summary["views"],
-        "probes": summary.get("probes", []),
+        "history": summary.get("history", []),
         "config": run.args,
     }
     run.result_file.write_text(json.dumps(record, indent=1))
@@ -331,49 +341,65 @@ def summarise(runs: list[dict[str, Any]], strategies: list[str]) -> dict[str, An
             entry[split] = {"mean": m, "std": sd}
         tokens = [r["trained_tokens"] for r in mine if r.get("trained_tokens")]
         entry["trained_tokens"] = statistics.fmean(tokens) if tokens else None
+        for key in COMPUTE_KEYS:  # the trainer's compute account, mean over seeds
+            vals = [r["compute"][key] for r in mine if r.get("compute", {}).get(key) is not None]
+            entry[key] = statistics.fmean(vals) if vals else None
         entry["wall_seconds"] = statistics.fmean([r["wall_seconds"] for r in mine])
         out[s] = entry
     return out
 
 
-def pick_curves(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """MIND's per-perspective pick share between consecutive probes, averaged over seeds."""
-    per_seed = []
-    for r in runs:
-        if r["strategy"] != "mind" or not r["probes"] or "picks" not in r["probes"][0]:
-            continue
-        steps, shares, prev = [], [], None
-        for p in r["probes"]:
-            picks = p["picks"]
-            delta = {v: picks[v] - (prev[v] if prev else 0) for v in picks}
-            total = sum(delta.values())
-            if total:
-                steps.append(p["step"])
-                shares.append({v: d / total for v, d in delta.items()})
-            prev = picks
-        per_seed.append((steps, shares))
-    if not per_seed:
+def _mean_series(per_seed: list[list[dict[str, Any]]], n: int, field: str) -> dict[str, list[float | None]]:
+    """Per view, the mean over seeds of ``entry[field][view]`` at each of the first ``n`` history
+    entries (None where no seed has it: a view absent from that window, ``L_p`` not yet measured)."""
+    views = sorted({v for hist in per_seed for e in hist[:n] for v in e.get(field) or {}})
+    out = {}
+    for v in views:
+        series = []
+        for i in range(n):
+            vals = [hist[i][field][v] for hist in per_seed if v in (hist[i].get(field) or {})]
+            series.append(statistics.fmean(vals) if vals else None)
+        out[v] = series
+    return out
+
+
+def _mind_histories(runs: list[dict[str, Any]]) -> tuple[list[list[dict[str, Any]]], int]:
+    """The ``history`` of every MIND run (mind_summary.json) and the length they share."""
+    per_seed = [r["history"] for r in runs if r["strategy"] == "mind" and r.get("history")]
+    return per_seed, min((len(h) for h in per_seed), default=0)
+
+
+def subset_curves(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """MIND's per-perspective share of candidates kept in the fused subset I_dyn, and their mean
+    weight alpha when kept, per history window (``--history_every`` steps), averaged over seeds."""
+    per_seed, n = _mind_histories(runs)
+    if not n:
         return {}
-    steps = per_seed[0][0]
-    views = sorted(per_seed[0][1][0]) if per_seed[0][1] else []
-    curves = {v: [statistics.fmean(s[i][v] for _, s in per_seed if i < len(s)) for i in range(len(steps))] for v in views}
-    return {"steps": steps, "share": curves, "seeds": len(per_seed)}
+    return {
+        "steps": [e["step"] for e in per_seed[0][:n]],
+        "in_subset": _mean_series(per_seed, n, "in_subset"),
+        "alpha": _mean_series(per_seed, n, "alpha"),
+        "subset_size": [_mean_or_none([h[i].get("subset_size") for h in per_seed]) for i in range(n)],
+        "seeds": len(per_seed),
+    }
 
 
 def loss_curves(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """MIND's per-perspective inertia-filtered loss L_p and the TA policy's entropy at each probe,
-    averaged over seeds (the capability signal the gate and the TA act on)."""
-    mine = [r["probes"] for r in runs if r["strategy"] == "mind" and r["probes"]]
-    if not mine:
+    """MIND's per-perspective inertia-filtered loss L_p and the MetaNet's meta-loss and ranking
+    agreement (top-1, Spearman) per history window, averaged over seeds."""
+    per_seed, n = _mind_histories(runs)
+    if not n:
         return {}
-    n = min(len(p) for p in mine)
-    views = sorted(mine[0][0]["L_p"])
-    return {
-        "steps": [p["step"] for p in mine[0][:n]],
-        "L_p": {v: [statistics.fmean(p[i]["L_p"][v] for p in mine) for i in range(n)] for v in views},
-        "ta_entropy": [statistics.fmean(p[i].get("ta_entropy", math.nan) for p in mine) for i in range(n)],
-        "seeds": len(mine),
-    }
+    out: dict[str, Any] = {"steps": [e["step"] for e in per_seed[0][:n]], "L_p": _mean_series(per_seed, n, "L_p")}
+    for key in ("meta_loss", "meta_top1", "meta_spearman", "consistency"):
+        out[key] = [_mean_or_none([h[i].get(key) for h in per_seed]) for i in range(n)]
+    out["seeds"] = len(per_seed)
+    return out
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
 
 
 def plot(summary: dict[str, Any], curves: dict[str, Any], out_dir: Path, losses: dict[str, Any] | None = None) -> list[Path]:
@@ -401,11 +427,16 @@ def plot(summary: dict[str, Any], curves: dict[str, Any], out_dir: Path, losses:
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     if curves:
-        paths.append(_line_plot(plt, curves["steps"], {v: [y * 100 for y in ys] for v, ys in curves["share"].items()},
-                                "pick share since previous probe (%)",
-                                f"MIND: per-perspective pick rate over training (mean of {curves['seeds']} seeds)",
-                                out_dir / "quality-mind-picks.png"))  # fmt: skip
-    if losses:
+        every = f"mean of {curves['seeds']} seeds, per history window"
+        paths.append(_line_plot(plt, curves["steps"], {v: [None if y is None else y * 100 for y in ys]
+                                                        for v, ys in curves["in_subset"].items()},
+                                "candidates kept in the subset (%)",
+                                f"MIND: per-perspective in-subset share over training ({every})",
+                                out_dir / "quality-mind-subset.png"))  # fmt: skip
+        paths.append(_line_plot(plt, curves["steps"], curves["alpha"], "mean weight alpha when kept",
+                                f"MIND: per-perspective mean alpha over training ({every})",
+                                out_dir / "quality-mind-alpha.png"))  # fmt: skip
+    if losses and any(y is not None for ys in losses["L_p"].values() for y in ys):
         paths.append(_line_plot(plt, losses["steps"], losses["L_p"], "L_p (nats/token, log scale)",
                                 f"MIND: per-perspective inertia-filtered loss L_p (mean of {losses['seeds']} seeds)",
                                 out_dir / "quality-mind-losses.png", log=True))  # fmt: skip
@@ -416,8 +447,8 @@ def _line_plot(plt: Any, steps: list[int], series: dict[str, list[float]], ylabe
                log: bool = False) -> Path:  # fmt: skip
     """One line per perspective over optimizer steps, saved as ``path``."""
     fig, ax = plt.subplots(figsize=(9, 4))
-    for name, ys in series.items():
-        ax.plot(steps, ys, label=name)
+    for name, ys in series.items():  # None (no value in that window): a gap in the line
+        ax.plot(steps, [math.nan if y is None else y for y in ys], label=name)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
@@ -451,16 +482,22 @@ def write_markdown(results: dict[str, Any], images: list[Path], path: Path) -> N
         "## Accuracy (%, mean ± std over seeds "
         f"{', '.join(str(s) for s in cfg['seeds'])}; greedy decoding, {cfg['train'].get('eval_questions')} questions per split)",
         "",
-        "| strategy | test (ID) | ood_steps | ood_template | retention | validation | trained tokens | wall s/run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| strategy | test (ID) | ood_steps | ood_template | retention | validation | trained tokens "
+        "| fwd+bwd tokens | fwd-only tokens | FLOPs | wall s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s, e in summary.items():
-        tok = f"{e['trained_tokens']:,.0f}" if e["trained_tokens"] else "–"
-        lines.append(f"| {s} | {' | '.join(_pct(e[sp]) for sp in (*SPLITS, 'validation'))} | {tok} | {e['wall_seconds']:.0f} |")
-    lines += ["", "Equal compute: every run takes the same optimizer steps over the same batch of questions "
+        tok = [f"{e[k]:,.0f}" if e.get(k) else "–" for k in ("trained_tokens", "backward_tokens", "forward_tokens")]
+        flops = f"{e['flops']:.3g}" if e.get("flops") else "–"
+        lines.append(f"| {s} | {' | '.join(_pct(e[sp]) for sp in (*SPLITS, 'validation'))} | {' | '.join(tok)} "
+                     f"| {flops} | {e['wall_seconds']:.0f} |")
+    lines += ["", "Equal steps: every run takes the same optimizer steps over the same batch of questions "
               f"({cfg['train']['max_steps']} steps x {cfg['train']['per_device_train_batch_size']} questions), the same "
-              "schedule and the same stage-0 student; `trained tokens` (completion tokens the loss was taken on) "
-              "shows how much text each strategy trained on at that equal step count.", ""]  # fmt: skip
+              "schedule and the same stage-0 student. The trainer's compute account (means over seeds) shows what "
+              "each strategy spent at that equal step count: `trained tokens` (completion tokens the loss was taken "
+              "on), `fwd+bwd tokens` (sequence tokens through a forward and backward pass), `fwd-only tokens` "
+              "(no-grad scoring forwards: `--scoring separate`, MIND's warm-up with a frozen student) and `FLOPs` "
+              "(6 x params x fwd+bwd + 2 x params x fwd-only tokens; the MetaNet's own cost is left out).", ""]  # fmt: skip
     if results.get("comparison", {}).get("vs"):
         lines += ["## MIND minus each other strategy (paired, percentage points)", "",
                   "Per seed and question, correct(MIND) - correct(other), averaged; 95% interval from a bootstrap "
@@ -515,6 +552,11 @@ def log_invocation(work: Path, wall_seconds: float, executed: int) -> list[dict[
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _brief(record: dict[str, Any]) -> dict[str, Any]:
+    """A run's record for quality.json: everything but its per-window history."""
+    return {k: v for k, v in record.items() if k != "history"}
+
+
 # ====================================================================== main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -556,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         final = run_all(runs, args.jobs, progress, "comparison")
         executed = sum(1 for _ in (work / "runs").glob("*/result.json")) - before
     summary = summarise(final, strategies)
-    curves = pick_curves(final)
+    curves = subset_curves(final)
     losses = loss_curves(final)
     comparison = compare_to("mind", {(r.strategy, r.seed): r.folder for r in runs}, (*SPLITS, "validation"))
     invocations = log_invocation(work, time.perf_counter() - t0, executed)
@@ -577,10 +619,10 @@ def main(argv: list[str] | None = None) -> int:
         "run_wall_seconds": sum(r["wall_seconds"] for r in everything.values()),
         "busy_wall_seconds": busy_wall_seconds(list(everything.values())),
         "all_runs": sorted(everything),
-        "runs": [{k: v for k, v in r.items() if k != "probes"} for r in final],
-        "tuning": {"chosen": chosen, "runs": [{k: v for k, v in r.items() if k != "probes"} for r in searched]},
+        "runs": [_brief(r) for r in final],  # each run's full history stays in its result.json
+        "tuning": {"chosen": chosen, "runs": [_brief(r) for r in searched]},
         "summary": summary,
-        "mind_pick_share_over_steps": curves,
+        "mind_subset_over_steps": curves,
         "mind_losses_over_steps": losses,
         "comparison": {"target": "mind", "vs": comparison},
     }

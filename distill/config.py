@@ -24,6 +24,16 @@ class MindConfig(SFTConfig):
     Defaults are provisional: chosen by reasoning and small validation runs, to be tuned on
     validation in the quality benchmark."""
 
+    # TRL's base config defaults the deprecated `gradient_checkpointing` alias to True, which makes
+    # transformers 5.x warn on every config; the new name carries that default instead
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "deprecated alias of --activation_checkpointing (transformers 5.x)"}
+    )
+    activation_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "recompute activations in the backward pass (trades ~20% speed for memory); default true, "
+                  "as TRL's gradient_checkpointing"},
+    )
     strategy: str = field(
         default="mind",
         metadata={"help": f"how each question's candidate rationales are used: {', '.join(STRATEGIES)}", "choices": STRATEGIES},
@@ -139,6 +149,8 @@ class MindConfig(SFTConfig):
                 raise ValueError(f"--{flag} must be {want}, got {getattr(self, flag)!r}")
         if not self.answer_template and (self.consistency_weight > 0 and self.strategy in ("mind", "instant", "mcc_kd")):
             raise ValueError("--consistency_weight > 0 needs an answer span: set --answer_template (or --consistency_weight 0)")
+        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
+            self.activation_checkpointing = True
         # our collator carries extra columns and builds labels itself; packing/padding-free would drop them
         self.remove_unused_columns = False
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}

@@ -69,7 +69,10 @@ class MetaNet(nn.Module):
             self.rep_in = nn.Sequential(nn.LayerNorm(rep_dim), nn.Linear(rep_dim, hidden))
             self.loss_in = nn.Linear(NUM_LOSS_FEATURES, hidden)
             self.view_embedding = nn.Embedding(num_views, hidden)
-            self.attention = nn.MultiheadAttention(hidden, heads, batch_first=True) if attention else None
+            # no projection biases: a key bias shifts every attention logit of a query alike, so its gradient is
+            # zero up to rounding, which Adam would blow up into +-lr steps (runs with other batch layouts or
+            # process counts would drift apart); the input layers' biases and the LayerNorm cover the rest
+            self.attention = nn.MultiheadAttention(hidden, heads, bias=False, batch_first=True) if attention else None
             self.norm = nn.LayerNorm(hidden)
             # one MLP head per view, as batched weights indexed by the view id
             self.head_w1 = nn.Parameter(torch.randn(num_views, hidden, hidden) / math.sqrt(hidden))

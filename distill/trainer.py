@@ -238,6 +238,8 @@ class MindTrainer(SFTTrainer):
             else:
                 scored = self._score(model, inputs, reps=strategy.needs_reps)
                 forward_tokens += int(tokens.sum())
+        if scored is not None:  # a diverged student: stop before a plan built on NaN hides it
+            self._check_finite(scored.ce.sum())
         plan = strategy.plan(batch, scored, self.mind.stats)
         keep = plan.keep
         dev = inputs["input_ids"].device

@@ -11,7 +11,8 @@
 #   train    distill.train for every STRATEGIES x SEEDS with TRAIN_CONFIG (configs/train/gsm8k-real.yaml)
 #   eval     distill.evaluate of every trained student on EVALS (gsm8k svamp asdiv): RUN/eval/SET.json
 #            (its last-line JSON) and SET.parquet; a LoRA student (adapter only) is merged into RUN/merged first
-#   collect  one table: $OUT/results.md, $OUT/results.jsonl; last stdout line: JSON means
+#   collect  one table: $OUT/results.md, $OUT/results.jsonl (with each run's compute account);
+#            last stdout line: JSON means
 #
 # Environment (defaults in brackets):
 #   TEACHER       local model folder of the teacher, or `ingest`, or `none`            [required]
@@ -19,7 +20,7 @@
 #   OUT           output folder                                                         [runs/real]
 #   SEEDS         seeds                                                                 [0 1 2]
 #   STEPS         optimizer steps per run (equal for every strategy)                    [the config's]
-#   STRATEGIES    [golden all random lowest_loss inertia mind]
+#   STRATEGIES    [golden all mcc_kd random lowest_loss instant mind]
 #   STAGES        [synth train eval collect]
 #   SYNTH_CONFIG, TRAIN_CONFIG   the two configs above
 #   TEACHER_BACKEND  replace the config's backend (vllm, openai, transformers)          [the config's]
@@ -30,7 +31,8 @@
 #   HUMAN_VIEW    1: also ingest gsm8k/train.jsonl's human rationales as a view         [0]
 #   DATA          training data folder                                                  [$OUT/rationales]
 #   GOLDEN_VIEW   the view `golden` trains on, e.g. human@human with HUMAN_VIEW=1        [a fixed random one]
-#   TRAIN_ARGS    extra distill.train flags, e.g. "--lora_r 16 --learning_rate 1e-4"   []
+#   TRAIN_ARGS    extra distill.train flags, e.g. "--lora_r 16 --learning_rate 1e-4" or MIND's
+#                 "--fusion_beta 0.3 --meta_warmup_steps 50" (every run of the grid)      []
 #   EVALS         evaluation sets: gsm8k svamp asdiv svamp150                           [gsm8k svamp asdiv]
 #   EVAL_QUESTIONS  first N questions of each set                                       [all]
 #   EVAL_MAX_NEW_TOKENS [512]  EVAL_BATCH [64]  EVAL_DTYPE (auto = float32, or bfloat16) [auto]
@@ -48,7 +50,7 @@ TEACHER=${TEACHER:-}
 STUDENT=${STUDENT:-}
 SEEDS=${SEEDS:-0 1 2}
 STEPS=${STEPS:-}
-STRATEGIES=${STRATEGIES:-golden all random lowest_loss inertia mind}
+STRATEGIES=${STRATEGIES:-golden all mcc_kd random lowest_loss instant mind}
 STAGES=${STAGES:-synth train eval collect}
 SYNTH_CONFIG=${SYNTH_CONFIG:-configs/synthesize/gsm8k-vllm.yaml}
 TRAIN_CONFIG=${TRAIN_CONFIG:-configs/train/gsm8k-real.yaml}
@@ -241,7 +243,8 @@ for train in sorted(out.glob("train/*/train.json")):
     run = train.parent
     t = json.loads(train.read_text())
     row = {"run": run.name, "strategy": t["strategy"], "seed": t["seed"], "steps": t["steps"],
-           "train_seconds": t["train_seconds"], "validation": t["accuracy"].get("validation")}
+           "train_seconds": t["train_seconds"], "validation": t["accuracy"].get("validation"),
+           "compute": t.get("compute"), "in_subset": t.get("in_subset")}  # the trainer's account, per view share
     for ev in sorted((run / "eval").glob("*.json")):
         e = json.loads(ev.read_text())
         row[e["split"]] = e["accuracy"]
@@ -254,8 +257,12 @@ splits = sorted({k[2:] for r in rows for k in r if k.startswith("n_")},
                 key=lambda s: (known.index(s) if s in known else 9, s))
 cols = [*splits, "validation"]
 (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-order = ["golden", "all", "random", "lowest_loss", "inertia", "mind"]
+order = ["golden", "all", "mcc_kd", "random", "lowest_loss", "instant", "mind"]
 strategies = sorted({r["strategy"] for r in rows}, key=lambda s: (order.index(s) if s in order else 9, s))
+
+def pflops(mine):
+    values = [r["compute"]["flops"] / 1e15 for r in mine if (r.get("compute") or {}).get("flops") is not None]
+    return f"{statistics.fmean(values):.3g}" if values else "–"
 
 def cell(values):
     values = [v for v in values if v is not None]
@@ -268,7 +275,7 @@ def cell(values):
 summary = {}
 lines = [f"# Real-teacher track: accuracy (%, mean ± std over seeds)", "",
          "| strategy | seeds | " + " | ".join(f"{s} (n={max(r.get('n_' + s, 0) for r in rows)})" for s in splits)
-         + " | validation | train s |", "|---" * (len(cols) + 3) + "|"]
+         + " | validation | train s | PFLOPs |", "|---" * (len(cols) + 4) + "|"]
 for s in strategies:
     mine = [r for r in rows if r["strategy"] == s]
     summary[s] = {}
@@ -276,7 +283,7 @@ for s in strategies:
         values = [r.get(c) for r in mine if r.get(c) is not None]
         summary[s][c] = statistics.fmean(values) if values else None
     lines.append(f"| {s} | {len(mine)} | " + " | ".join(cell([r.get(c) for r in mine]) for c in cols)
-                 + f" | {statistics.fmean(r['train_seconds'] for r in mine):.0f} |")
+                 + f" | {statistics.fmean(r['train_seconds'] for r in mine):.0f} | {pflops(mine)} |")
 lines += ["", "## Every run", "", "| run | steps | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
 for r in rows:
     lines.append(f"| {r['run']} | {r['steps']} | " + " | ".join(

@@ -20,12 +20,12 @@ def _config(tmp_path, student) -> str:
         "student": str(student),
         "train": {
             "max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "max_length": 256,
-            "probe_questions": 4, "probe_every": 1, "validation_questions": 6, "eval_questions": 3,
+            "meta_warmup_steps": 1, "history_every": 1, "validation_questions": 6, "eval_questions": 3,
             "eval_max_new_tokens": 8, "num_threads": 1, "logging_steps": 1,
         },
         "strategies": ["random", "mind"],
         "seeds": [0, 1],
-        "tuning": {"seed": 0, "learning_rate": [1e-3, 2e-3], "mind": [{"gamma": 0.0}]},
+        "tuning": {"seed": 0, "learning_rate": [1e-3, 2e-3], "mind": [{"fusion_beta": 0.3}]},
     }  # fmt: skip
     path = tmp_path / "quality.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -46,20 +46,35 @@ def test_quality_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
         assert set(r["metrics"]) == {"test", "ood_steps", "ood_template", "retention"}
         assert all(0.0 <= v <= 1.0 for v in r["metrics"].values())
         assert r["n"]["test"] == 3 and r["steps"] == 3 and r["trained_tokens"] > 0
+        c = r["compute"]  # the trainer's compute account beside the trained tokens
+        assert c["trained_tokens"] == r["trained_tokens"] and c["backward_tokens"] > 0 and c["flops"] > 0
+        assert c["flops"] == pytest.approx(6 * c["params"] * c["backward_tokens"] + 2 * c["params"] * c["forward_tokens"])
+        assert set(r["in_subset"]) == set(r["kept_share"]) == set(r["views"]) and "history" not in r
         assert r["config"]["learning_rate"] == results["tuning"]["chosen"][r["strategy"]]["learning_rate"]
     # tuning: 2 strategies x 2 learning rates, then one MIND setting; chosen on validation only
     tuning = results["tuning"]
     assert len(tuning["runs"]) == 5 and all(t["phase"] == "tune" for t in tuning["runs"])
     for s in ("random", "mind"):
-        mine = [t for t in tuning["runs"] if t["strategy"] == s and "gamma" not in t["config"]]
+        mine = [t for t in tuning["runs"] if t["strategy"] == s and "fusion_beta" not in t["config"]]
         best = max(t["validation"] for t in mine)
         assert any(t["validation"] == best and t["config"]["learning_rate"] == tuning["chosen"][s]["learning_rate"] for t in mine)
     assert results["summary"]["mind"]["test"]["std"] >= 0.0
-    assert results["mind_pick_share_over_steps"]["steps"] == [1, 2, 3]
+    assert results["summary"]["mind"]["flops"] > 0 and results["summary"]["random"]["backward_tokens"] > 0
+    # MIND's warm-up (step 1: the student frozen, scored by no-grad forwards) shows in its account
+    mind_runs = [r for r in runs if r["strategy"] == "mind"]
+    assert all(r["compute"]["forward_tokens"] > 0 for r in mind_runs)
+    assert all(r["compute"]["forward_tokens"] == 0 for r in runs if r["strategy"] == "random")
+    curves = results["mind_subset_over_steps"]  # from the runs' mind_summary.json history
+    assert curves["steps"] == [1, 2, 3] and curves["seeds"] == 2
+    assert set(curves["in_subset"]) == set(mind_runs[0]["views"]) and set(curves["alpha"]) <= set(curves["in_subset"])
+    assert all(y in (None, 1.0) for ys in curves["in_subset"].values() for y in ys[:1])  # warm-up: all kept
+    assert all(0.0 <= y <= 1.0 for ys in curves["in_subset"].values() for y in ys if y is not None)
+    assert results["mind_losses_over_steps"]["steps"] == [1, 2, 3]
     md = (tmp_path / "docs" / "results.md").read_text()
-    assert "| mind |" in md and "<!-- BEGIN ANALYSIS -->" in md
+    assert "| mind |" in md and "<!-- BEGIN ANALYSIS -->" in md and "| FLOPs |" in md
     assert (tmp_path / "docs" / "img" / "quality-accuracy.png").stat().st_size > 1000
-    assert (tmp_path / "docs" / "img" / "quality-mind-picks.png").stat().st_size > 1000
+    assert (tmp_path / "docs" / "img" / "quality-mind-subset.png").stat().st_size > 1000
+    assert (tmp_path / "docs" / "img" / "quality-mind-alpha.png").stat().st_size > 1000
     assert (tmp_path / "docs" / "img" / "quality-mind-losses.png").stat().st_size > 1000
     vs_random = results["comparison"]["vs"]["random"]  # paired MIND - random, from the runs' predictions
     assert set(vs_random) == {"test", "ood_steps", "ood_template", "retention", "validation"}

@@ -30,14 +30,15 @@ SYNTH_CONFIGS = {
     "openai": REPO_ROOT / "configs" / "synthesize" / "gsm8k-openai.yaml",
 }
 SCRIPT = REPO_ROOT / "scripts" / "real_teacher_track.sh"
-STRATEGIES = ("golden", "all", "random", "lowest_loss", "inertia", "mind")
+STRATEGIES = ("golden", "all", "mcc_kd", "random", "lowest_loss", "instant", "mind")
 EVAL_QUESTIONS = 3
 
-#: The config overridden for a 2-step CPU run of a tiny student (everything else as on the GPU).
+#: The config overridden for a 2-step CPU run of a tiny student (everything else as on the GPU):
+#: MIND's MetaNet warms up for step 1 (student frozen), then steers step 2; one history entry per step.
 CPU_TRAIN = [
     "--bf16", "false", "--use_cpu", "true", "--num_threads", "1", "--max_steps", "2",
     "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
-    "--probe_every", "1", "--probe_questions", "2", "--probe_batch_size", "4",
+    "--meta_warmup_steps", "1", "--history_every", "1",
     "--validation_questions", "3", "--eval_max_new_tokens", "8", "--per_device_eval_batch_size", "4",
 ]  # fmt: skip
 
@@ -89,7 +90,7 @@ def test_train_config_holds_only_real_fields() -> None:
     assert script.eval_splits == "" and script.lora_r == 0 and script.data == "y"
     assert args.prompt_style == "auto" and args.max_length == 1024 and args.learning_rate == pytest.approx(1e-5)
     assert args.max_steps > 0 and args.per_device_train_batch_size * args.gradient_accumulation_steps == 16
-    assert args.validation_questions > 0 and args.probe_questions > 0 and args.probe_every > 0
+    assert args.validation_questions > 0 and 0 <= args.meta_warmup_steps < args.max_steps  # MIND steers after warm-up
     assert args.strategy in STRATEGIES and args.gradient_checkpointing
     for strategy in STRATEGIES:  # every strategy of the grid is accepted with this config
         _, a = TrlParser((MindScriptArguments, MindConfig)).parse_args_and_config(
@@ -151,11 +152,16 @@ def test_ingested_real_rationales_train_and_evaluate(tmp_path, shared_data, tiny
     result = last_json(captured.out)
     assert result["strategy"] == "mind" and result["steps"] == 2
     assert result["n"] == {"validation": 3}  # eval_splits "": only the held-out questions
-    assert set(result["pick_share"]) == {
-        "human@human", "socratic@human", *(f"default@import/gsm8k-{k}" for k in ingest.MODEL_SOLUTION_KEYS)
-    }
+    views = {"human@human", "socratic@human", *(f"default@import/gsm8k-{k}" for k in ingest.MODEL_SOLUTION_KEYS)}
+    assert set(result["in_subset"]) == set(result["kept_share"]) == views
+    assert sum(result["kept_share"].values()) == pytest.approx(1.0, abs=1e-3)
+    compute = result["compute"]  # step 1: no-grad scoring (warm-up, student frozen); step 2: forward+backward
+    assert compute["forward_tokens"] > 0 and compute["backward_tokens"] > 0 and compute["flops"] > 0
     assert "prompt style chat" in captured.err
     assert (out / "config.json").is_file() and (out / "mind_summary.json").is_file()
+    summary = json.loads((out / "mind_summary.json").read_text())
+    assert set(summary["views"]) == views and summary["compute"] == compute
+    assert [e["step"] for e in summary["history"]] == [1, 2] and set(summary["history"][0]["in_subset"]) <= views
 
     for split, source in eval_sources(shared_data).items():
         pred = tmp_path / "eval" / f"{split}.parquet"
@@ -215,6 +221,10 @@ def test_script_runs_the_whole_track(tmp_path, shared_data, tiny_lm_dirs) -> Non
     final = last_json(proc.stdout)
     assert final["runs"] == 1 and set(final["mean_accuracy"]["mind"]) == {"gsm8k", "svamp", "asdiv", "validation"}
     assert "| mind | 1 |" in (out / "results.md").read_text()
+    (row,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert row["compute"] == train["compute"] and row["compute"]["flops"] > 0 and set(row["in_subset"]) == set(
+        train["in_subset"]
+    )
 
     again = _run_script({**env, "STAGES": "train eval collect"})  # finished runs and evaluations are skipped
     assert again.returncode == 0, again.stderr[-3000:]
@@ -226,7 +236,8 @@ def test_script_collects_means_over_seeds(tmp_path, shared_data) -> None:
     for strategy, seed, acc in (("random", 0, 0.2), ("random", 1, 0.4), ("mind", 0, 0.5), ("mind", 1, 0.7)):
         run = out / "train" / f"{strategy}-seed{seed}"
         (run / "eval").mkdir(parents=True)
-        (run / "train.json").write_text(json.dumps({"strategy": strategy, "seed": seed, "steps": 10,
+        compute = {"flops": 2e15 if strategy == "mind" else 1e15}
+        (run / "train.json").write_text(json.dumps({"strategy": strategy, "seed": seed, "steps": 10, "compute": compute,
                                                     "train_seconds": 3.0, "accuracy": {"validation": acc}}))
         for split, n in (("gsm8k", 1319), ("svamp", 1000), ("asdiv", 314)):
             (run / "eval" / f"{split}.json").write_text(json.dumps({"split": split, "n": n, "accuracy": acc}))
@@ -235,7 +246,8 @@ def test_script_collects_means_over_seeds(tmp_path, shared_data) -> None:
     means = last_json(proc.stdout)["mean_accuracy"]
     assert means["random"]["gsm8k"] == pytest.approx(0.3) and means["mind"]["asdiv"] == pytest.approx(0.6)
     table = (out / "results.md").read_text()
-    assert "| random | 2 | 30.0 ± 14.1 | 30.0 ± 14.1 | 30.0 ± 14.1 | 30.0 ± 14.1 | 3 |" in table
+    assert "| random | 2 | 30.0 ± 14.1 | 30.0 ± 14.1 | 30.0 ± 14.1 | 30.0 ± 14.1 | 3 | 1 |" in table
+    assert "| mind | 2 | 60.0 ± 14.1 | 60.0 ± 14.1 | 60.0 ± 14.1 | 60.0 ± 14.1 | 3 | 2 |" in table
     assert "gsm8k (n=1319)" in table and "asdiv (n=314)" in table
     assert table.index("| random |") < table.index("| mind |")  # the strategies in the design's order
     assert len((out / "results.jsonl").read_text().splitlines()) == 4

@@ -34,7 +34,8 @@ def _args(student: str | Path, data: str | Path, out: Path, *extra: str, splits:
     return [
         "--student", str(student), "--data", str(data), "--output_dir", str(out),
         "--max_steps", str(MAX_STEPS), "--per_device_train_batch_size", str(BATCH), "--learning_rate", "1e-3",
-        "--probe_questions", "4", "--probe_every", "2", "--save_steps", "2", "--logging_steps", "1",
+        "--validation_questions", "4", "--meta_warmup_steps", "1", "--history_every", "2", "--save_steps", "2",
+        "--logging_steps", "1",
         "--eval_splits", splits, "--eval_questions", str(EVAL_QUESTIONS), "--eval_max_new_tokens", "8",
         "--use_cpu", "true", "--bf16", "false", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
         *extra,
@@ -54,52 +55,60 @@ def _run(capsys, argv: list[str]) -> tuple[int, dict[str, Any] | None, str]:
     return code, (_result(captured.out) if code == 0 else None), captured.err
 
 
-def _check_trained(out: Path, result: dict[str, Any], strategy: str, feedback: str = "inertia", splits=SPLITS) -> None:
+def _check_trained(out: Path, result: dict[str, Any], strategy: str, splits=SPLITS) -> None:
     import pyarrow.parquet as pq
 
-    assert result["strategy"] == strategy and result["feedback"] == feedback
+    assert result["strategy"] == strategy
     assert result["steps"] == MAX_STEPS
     assert result["output_dir"] == str(out)
-    assert set(result["accuracy"]) == set(splits)
+    assert set(result["accuracy"]) == {"validation", *splits}
+    assert result["n"]["validation"] == 4
     for split in splits:
         assert 0.0 <= result["accuracy"][split] <= 1.0
         assert result["n"][split] == EVAL_QUESTIONS
         table = pq.read_table(out / "eval" / f"{split}.parquet")
         assert table.num_rows == EVAL_QUESTIONS
-    assert sorted(p.name for p in (out / "eval").glob("*.parquet")) == sorted(f"{s}.parquet" for s in splits)
-    assert json.loads((out / "eval_results.json").read_text()).keys() == set(splits)
+    assert sorted(p.name for p in (out / "eval").glob("*.parquet")) == sorted(f"{s}.parquet" for s in ("validation", *splits))
+    assert json.loads((out / "eval_results.json").read_text()).keys() == {"validation", *splits}
     # the student is saved with its tokenizer, loadable as a student again
     assert (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file()
     assert any(out.glob("*.safetensors"))
     summary = json.loads((out / "mind_summary.json").read_text())
-    assert summary["strategy"] == strategy and summary["feedback"] == feedback
-    picks = sum(v["picks"] for v in summary["views"].values())
+    assert summary["strategy"] == strategy
+    kept = sum(v["kept"] for v in summary["views"].values())
+    present = sum(v["present"] for v in summary["views"].values())
     if strategy == "all":
-        assert picks >= MAX_STEPS * BATCH * 2  # every candidate of every question
-    else:
-        assert picks == MAX_STEPS * BATCH  # one pick per question per step
-    assert sum(result["pick_share"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert kept == present >= MAX_STEPS * BATCH * 2  # every candidate of every question
+    elif strategy in ("golden", "random", "lowest_loss"):
+        assert kept == MAX_STEPS * BATCH  # one candidate per question per step
+    elif strategy == "mcc_kd":
+        assert kept == MAX_STEPS * BATCH * 2  # a pair per question per step
+    assert sum(result["kept_share"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert result["compute"] == summary["compute"] and summary["compute"]["flops"] > 0
+    assert [h["step"] for h in summary["history"]] == [2, 4]
     assert (out / f"checkpoint-{MAX_STEPS}" / "mind_state.pt").is_file()
 
 
 # ------------------------------------------------------------------ every strategy, end to end
 @pytest.mark.parametrize(
-    ("strategy", "feedback"),
-    [("golden", "inertia"), ("all", "inertia"), ("random", "inertia"), ("lowest_loss", "inertia"),
-     ("inertia", "inertia"), ("mind", "inertia"), ("mind", "fresh")],
+    ("strategy", "extra"),
+    [("golden", ()), ("all", ()), ("mcc_kd", ()), ("random", ()), ("lowest_loss", ()), ("instant", ()), ("mind", ()),
+     ("mind", ("--meta_attention", "false", "--fusion", "false", "--consistency_weight", "0", "--meta_target", "instant",
+               "--meta_warmup_steps", "0", "--scoring", "separate"))],
+    ids=["golden", "all", "mcc_kd", "random", "lowest_loss", "instant", "mind", "mind-ablations"],
 )  # fmt: skip
-def test_every_strategy_trains_and_evaluates(trainer_assets, tmp_path, capsys, strategy, feedback) -> None:  # noqa: F811
+def test_every_strategy_trains_and_evaluates(trainer_assets, tmp_path, capsys, strategy, extra) -> None:  # noqa: F811
     out = tmp_path / "out"
-    argv = _args(trainer_assets.model_dir, trainer_assets.data_dir, out, "--strategy", strategy, "--feedback", feedback)
+    argv = _args(trainer_assets.model_dir, trainer_assets.data_dir, out, "--strategy", strategy, *extra)
     code, result, err = _run(capsys, argv)
     assert code == 0, err[-3000:]
-    _check_trained(out, result, strategy, feedback)
-    assert "data: " in err and "accuracy: test" in err
-    if strategy in ("mind", "inertia", "lowest_loss"):
-        probes = json.loads((out / "mind_summary.json").read_text())["probes"]
-        assert [p["step"] for p in probes] == [2, 4]
-        if strategy == "mind":
-            assert "ta_reward" in probes[-1]
+    _check_trained(out, result, strategy)
+    assert "data: " in err and "accuracy: validation" in err and "compute:" in err
+    history = json.loads((out / "mind_summary.json").read_text())["history"]
+    if strategy == "mind":
+        assert "meta_loss" in history[-1] and "meta_spearman" in history[-1]
+        if extra:  # fusion off: one candidate per question
+            assert all(h["subset_size"] == 1 for h in history)
     from distill.student import load_student
 
     load_student(out)  # config + weights + matching tokenizer
@@ -107,14 +116,14 @@ def test_every_strategy_trains_and_evaluates(trainer_assets, tmp_path, capsys, s
 
 def test_subprocess_entry_point(trainer_assets, tmp_path) -> None:  # noqa: F811
     out = tmp_path / "out"
-    argv = _args(trainer_assets.model_dir, trainer_assets.data_dir, out, "--strategy", "inertia", splits="test")
+    argv = _args(trainer_assets.model_dir, trainer_assets.data_dir, out, "--strategy", "instant", splits="test")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "distill.train", *argv], capture_output=True, text=True, timeout=180, env=env,
         cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _check_trained(out, _result(proc.stdout), "inertia", splits=("test",))
+    _check_trained(out, _result(proc.stdout), "instant", splits=("test",))
 
 
 # ------------------------------------------------------------------ configuration and resuming
@@ -125,22 +134,23 @@ def test_yaml_config_with_flag_override(trainer_assets, tmp_path, capsys) -> Non
     config = {
         "student": str(trainer_assets.model_dir), "data": str(trainer_assets.data_dir), "output_dir": str(out),
         "strategy": "lowest_loss", "max_steps": MAX_STEPS, "per_device_train_batch_size": BATCH,
-        "learning_rate": 1e-3, "probe_questions": 4, "probe_every": 2, "save_steps": 2, "eval_splits": "test",
+        "learning_rate": 1e-3, "validation_questions": 4, "history_every": 2, "save_steps": 2, "eval_splits": "test",
         "eval_questions": EVAL_QUESTIONS, "eval_max_new_tokens": 8, "use_cpu": True, "bf16": False,
-        "report_to": "none", "disable_tqdm": True, "seed": 0, "gamma": 2.5,
+        "report_to": "none", "disable_tqdm": True, "seed": 0, "picks_per_question": 2,
     }  # fmt: skip
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(config))
     code, result, err = _run(capsys, ["--config", str(path), "--seed", "3"])
     assert code == 0, err[-3000:]
-    _check_trained(out, result, "lowest_loss", splits=("test",))
     assert result["seed"] == 3  # the flag wins over the file
+    summary = json.loads((out / "mind_summary.json").read_text())
+    assert sum(v["kept"] for v in summary["views"].values()) == MAX_STEPS * BATCH * 2  # picks_per_question from the file
     saved = json.loads((out / f"checkpoint-{MAX_STEPS}" / "trainer_state.json").read_text())
     assert saved["max_steps"] == MAX_STEPS
     import torch
 
     args = torch.load(out / "training_args.bin", weights_only=False)
-    assert (args.strategy, args.gamma, args.seed) == ("lowest_loss", 2.5, 3)
+    assert (args.strategy, args.picks_per_question, args.seed) == ("lowest_loss", 2, 3)
 
 
 def test_resume_from_checkpoint(trainer_assets, tmp_path, capsys) -> None:  # noqa: F811
@@ -148,7 +158,7 @@ def test_resume_from_checkpoint(trainer_assets, tmp_path, capsys) -> None:  # no
     base = _args(trainer_assets.model_dir, trainer_assets.data_dir, out, "--strategy", "mind", splits="")
     code, first, err = _run(capsys, base)
     assert code == 0, err[-3000:]
-    assert first["accuracy"] == {}  # no evaluation split asked for
+    assert set(first["accuracy"]) == {"validation"}  # no evaluation split asked for: the held-out questions only
     summary = json.loads((out / "mind_summary.json").read_text())
 
     resumed = [*base, "--max_steps", str(MAX_STEPS + 2), "--resume_from_checkpoint", str(out / f"checkpoint-{MAX_STEPS}")]
@@ -156,10 +166,10 @@ def test_resume_from_checkpoint(trainer_assets, tmp_path, capsys) -> None:  # no
     assert code == 0, err[-3000:]
     assert second["steps"] == MAX_STEPS + 2
     after = json.loads((out / "mind_summary.json").read_text())
-    # the MIND state came back from the checkpoint: counts and probe history continue
-    assert sum(v["picks"] for v in after["views"].values()) == (MAX_STEPS + 2) * BATCH
-    assert [p["step"] for p in after["probes"]] == [2, 4, 6]
-    assert after["probes"][:2] == summary["probes"]
+    # the MIND state came back from the checkpoint: counts, compute and history continue
+    assert after["compute"]["flops"] > summary["compute"]["flops"]
+    assert [h["step"] for h in after["history"]] == [2, 4, 6]
+    assert after["history"][:2] == summary["history"]
     state = json.loads((out / f"checkpoint-{MAX_STEPS + 2}" / "trainer_state.json").read_text())
     assert [e["step"] for e in state["log_history"] if "loss" in e] == list(range(1, MAX_STEPS + 3))
 
@@ -211,7 +221,7 @@ def test_question_without_correct_candidate_is_skipped_and_reported(trainer_asse
     code, result, err = _run(capsys, _args(trainer_assets.model_dir, tmp_path / "data", out, "--strategy", "random", splits="test"))
     assert code == 0, err[-3000:]
     assert f"{len(qids) - 2} questions with candidates; 2 skipped (no usable rationale)" in err
-    assert f"data: {len(qids) - 2 - 4} training questions, 4 probe" in err
+    assert f"data: {len(qids) - 2 - 4} training questions, 4 validation" in err
     _check_trained(out, result, "random", splits=("test",))
 
 
@@ -263,18 +273,29 @@ def test_student_folder_that_is_not_a_model_exits_2(trainer_assets, tmp_path, ca
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
-    [("--beta", "1.5", "beta must be in [0, 1)"), ("--packing", "true", "packing and padding_free are not supported")],
+    [("--fusion_beta", "1.5", "--fusion_beta must be in (0, 1]"), ("--fusion_beta", "0", "--fusion_beta must be in (0, 1]"),
+     ("--consistency_weight", "-1", "--consistency_weight must be >= 0"), ("--meta_learning_rate", "-0.1", "--meta_learning_rate"),
+     ("--packing", "true", "packing and padding_free are not supported")],
 )
 def test_invalid_hyperparameters_exit_2(trainer_assets, tmp_path, capsys, flag, value, message) -> None:  # noqa: F811
     code, _, err = _run(capsys, _args(trainer_assets.model_dir, trainer_assets.data_dir, tmp_path / "out", flag, value))
     assert code == 2 and message in err
 
 
+def test_meta_encoder_path_that_is_not_a_model_exits_2_before_training(trainer_assets, tmp_path, capsys) -> None:  # noqa: F811
+    (tmp_path / "enc").mkdir()
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, _args(trainer_assets.model_dir, trainer_assets.data_dir, out, "--meta_encoder", str(tmp_path / "enc")))
+    assert code == 2 and "--meta_encoder" in err and "not a sentence-transformers model" in err
+    assert not out.exists()  # nothing was trained
+
+
 def test_unknown_strategy_is_an_argparse_error(trainer_assets, tmp_path, capsys) -> None:  # noqa: F811
     with pytest.raises(SystemExit) as exc:
         main(_args(trainer_assets.model_dir, trainer_assets.data_dir, tmp_path / "out", "--strategy", "bogus"))
     assert exc.value.code == 2
-    assert "invalid choice: 'bogus'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "invalid choice: 'bogus'" in err and "mcc_kd" in err
 
 
 # ------------------------------------------------------------------ the scratch student
@@ -289,3 +310,28 @@ def test_scratch_student(trainer_assets, tmp_path, capsys) -> None:  # noqa: F81
 
     model, tokenizer = load_student(out)
     assert model.get_input_embeddings().weight.shape[0] >= len(tokenizer)
+
+
+# ------------------------------------------------------------------ a frozen sentence encoder for the MetaNet
+def test_meta_encoder_from_a_local_sentence_transformers_model(trainer_assets, tmp_path, capsys) -> None:  # noqa: F811
+    """``--meta_encoder``: a sentence-transformers model built here (the tiny Llama + mean pooling)."""
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers import SentenceTransformer, models
+
+    backbone = models.Transformer(str(trainer_assets.model_dir), max_seq_length=128)
+    if backbone.tokenizer.pad_token is None:
+        backbone.tokenizer.pad_token = backbone.tokenizer.eos_token
+    pooling = models.Pooling(backbone.get_word_embedding_dimension(), pooling_mode="mean")
+    encoder_dir = tmp_path / "encoder"
+    SentenceTransformer(modules=[backbone, pooling], device="cpu").save(str(encoder_dir))
+    out = tmp_path / "out"
+    argv = _args(trainer_assets.model_dir, trainer_assets.data_dir, out, "--strategy", "mind", "--meta_encoder", str(encoder_dir), splits="")
+    code, result, err = _run(capsys, argv)
+    assert code == 0, err[-3000:]
+    dim = backbone.get_word_embedding_dimension()
+    assert f"meta encoder: {encoder_dir} ({dim}-d" in err
+    import torch
+
+    state = torch.load(out / f"checkpoint-{MAX_STEPS}" / "mind_state.pt", weights_only=False)
+    assert state["strategy"]["metanet"]["rep_in.1.weight"].shape[1] == dim
+    assert "meta_loss" in json.loads((out / "mind_summary.json").read_text())["history"][-1]

@@ -1,4 +1,5 @@
-"""The MIND trainer on a tiny local student (DESIGN §5): losses, GA invariance, gate, TA, resume, strategies.
+"""The MIND trainer on a tiny local student (DESIGN §5): the forward pass, GA invariance, warm-up,
+resume, every strategy and ablation end to end, compute accounting.
 
 Everything runs the real code paths (``MindTrainer`` = TRL ``SFTTrainer`` + HF ``Trainer``) on CPU in
 float32 with a tiny random Llama and a small synthetic rationale set (``tests.trainer_fixtures``).
@@ -7,17 +8,15 @@ float32 with a tiny random Llama and a small synthetic rationale set (``tests.tr
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from transformers import TrainerCallback
 
 from distill.data import CandidateCollator, CandidateStore
-from distill.ta import gate, grouped_log_softmax, sample_picks
-from distill.trainer import MIND_STATE, MindState, MindTrainer, sequence_nll
+from distill.losses import student_forward
+from distill.trainer import MIND_STATE, MindTrainer, sequence_nll
 from tests.trainer_fixtures import (
     load_model,
     load_tokenizer,
@@ -29,6 +28,8 @@ from tests.trainer_fixtures import (
 
 torch.set_num_threads(1)
 
+MIND_KW = dict(meta_warmup_steps=2, meta_accumulation_steps=2, meta_learning_rate=0.05)
+
 
 # ---------------------------------------------------------------- helpers
 def _losses(trainer: MindTrainer) -> list[float]:
@@ -39,7 +40,7 @@ def _params(trainer: MindTrainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
 
 
-def _assert_states_close(a: dict, b: dict, rtol: float = 1e-6, atol: float = 1e-9) -> None:
+def _assert_states_close(a, b, rtol: float = 1e-6, atol: float = 1e-9) -> None:
     """Recursive comparison of (nested) state dicts: tensors/floats close, everything else equal."""
     if isinstance(a, dict):
         assert a.keys() == b.keys()
@@ -61,34 +62,22 @@ def _assert_states_close(a: dict, b: dict, rtol: float = 1e-6, atol: float = 1e-
         assert a == b
 
 
-class _PickSpy:
-    """Wraps ``trainer._choose`` and records every micro-batch's candidates and picks."""
+class _PlanSpy:
+    """Wraps ``trainer.strategy.plan`` and records every micro-batch's candidates and plan."""
 
     def __init__(self, trainer: MindTrainer):
         self.trainer, self.calls = trainer, []
-        self._orig = trainer._choose
-        trainer._choose = self
+        self._orig = trainer.strategy.plan
+        trainer.strategy.plan = self
 
-    def __call__(self, model, inputs):
-        t = self.trainer
-        before = t.mind.stats.candidate_loss(inputs["cand_uid"].cpu(), inputs["cand_view"].cpu())[0]
-        picked, weights, fresh = self._orig(model, inputs)
-        self.calls.append(
-            {
-                "step": t.state.global_step,
-                "epoch": t.collator.epoch,
-                "ready": t.mind.stats.ready,
-                "lhat": before,
-                "groups": inputs["cand_question"].cpu(),
-                "qidx": inputs["question_index"].cpu(),
-                "uids": inputs["cand_uid"].cpu(),
-                "input_ids": inputs["input_ids"].cpu(),
-                "picked": picked.clone(),
-                "weights": weights.clone(),
-            }
-        )
-        return picked, weights, fresh
-
+    def __call__(self, batch, scored, stats):
+        plan = self._orig(batch, scored, stats)
+        self.calls.append({
+            "step": batch.step, "epoch": self.trainer.collator.epoch, "groups": batch.groups, "qidx": batch.question_index,
+            "uids": batch.uids, "views": batch.views, "ce": None if scored is None else scored.ce.clone(),
+            "keep": plan.keep.clone(), "alpha": plan.alpha.clone(), "scores": plan.scores, "frozen": plan.student_frozen,
+        })  # fmt: skip
+        return plan
 
 # ---------------------------------------------------------------- 1. per-candidate loss
 def test_sequence_nll_matches_hand_computation(trainer_assets):
@@ -127,215 +116,155 @@ def test_sequence_nll_matches_hand_computation(trainer_assets):
             torch.testing.assert_close(alone[0], got[row], rtol=1e-5, atol=1e-5)
 
 
+def test_student_forward_representation_and_answer_distributions(trainer_assets):
+    """The pooled hidden state and the answer-span log-distributions equal a plain forward's."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = load_model(trainer_assets)
+    add_fused_lm_head(model)
+    tok = load_tokenizer(trainer_assets)
+    train, _, views = split_questions(trainer_assets)
+    store = CandidateStore(train[:2], len(views), seed=0)
+    b = CandidateCollator(store, tok.pad_token_id)([{"question_index": i} for i in range(2)])
+    with torch.no_grad():
+        out = student_forward(
+            model, b["input_ids"], b["attention_mask"], b["cand_labels"], answer_start=b["cand_answer_start"],
+            answer_len=b["cand_answer_len"], reps=True,
+        )  # fmt: skip
+        plain = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=True)
+    hidden = plain.hidden_states[-1]
+    logp = torch.log_softmax(plain.logits.float(), dim=-1)
+    for row in range(b["input_ids"].shape[0]):
+        lab = b["cand_labels"][row] != -100
+        torch.testing.assert_close(out.reps[row], hidden[row][lab].mean(dim=0), rtol=1e-5, atol=1e-5)
+        s, n = int(b["cand_answer_start"][row]), int(b["cand_answer_len"][row])
+        assert n > 0 and int(out.answer_mask[row].sum()) == n
+        torch.testing.assert_close(out.answer_logp[row, :n], logp[row, s - 1 : s - 1 + n], rtol=1e-5, atol=1e-5)
+        # the answer tokens are the most likely continuation's targets: each is the label at its position
+        assert (b["cand_labels"][row, s : s + n] == b["input_ids"][row, s : s + n]).all()
+
+
 # ---------------------------------------------------------------- 2. GA=1 equals GA=k
 def _run_layout(assets, out: Path, strategy: str, batch: int, ga: int, **kw) -> dict:
     trainer = make_trainer(
         assets, out / f"{strategy}-{batch}x{ga}", strategy=strategy,
         per_device_train_batch_size=batch, gradient_accumulation_steps=ga, **kw,
     )  # fmt: skip
-    spy = _PickSpy(trainer)
+    spy = _PlanSpy(trainer)
     trainer.train()
-    picks = sorted((c["step"], int(u)) for c in spy.calls for u in c["uids"][c["picked"]])
+    kept = sorted((c["step"], int(u)) for c in spy.calls for u in c["uids"][c["keep"]])
     return {
         "losses": _losses(trainer),
         "grad_norms": [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h],
         "params": _params(trainer),
-        "stats": trainer.mind.stats.state_dict(),
-        "ta": trainer.mind.ta.state_dict(),
-        "picks": picks,
-        "pick_counts": dict(trainer.mind.picks),
-        "weights": dict(trainer.mind.weights),
-        "history": trainer.mind.history,
+        "mind": trainer.mind.state_dict(),
+        "strategy": trainer.strategy.state_dict(),
+        "kept": kept,
         "steps": trainer.state.global_step,
     }
 
 
 @pytest.mark.parametrize(
-    ("strategy", "feedback", "layouts", "steps"),
+    ("strategy", "layouts", "steps", "extra"),
     [
-        ("all", "inertia", [(4, 1), (2, 2), (1, 4)], 3),
-        ("random", "inertia", [(4, 1), (2, 2), (1, 4)], 3),
-        ("mind", "inertia", [(4, 1), (2, 2), (1, 4)], 6),
-        ("mind", "fresh", [(4, 1), (2, 2)], 4),
+        ("all", [(4, 1), (2, 2), (1, 4)], 3, {}),
+        ("random", [(4, 1), (1, 4)], 3, {}),
+        ("mcc_kd", [(4, 1), (2, 2), (1, 4)], 3, {}),
+        ("mind", [(4, 1), (2, 2), (1, 4)], 6, MIND_KW),
+        ("mind", [(4, 1), (2, 2)], 5, {**MIND_KW, "scoring": "separate", "meta_warmup_student": "uniform"}),
     ],
 )
-def test_gradient_accumulation_matches_one_big_batch(trainer_assets, tmp_path, strategy, feedback, layouts, steps):
-    """Same effective batch of 4 questions: identical losses, weights, statistics, TA and picks.
+def test_gradient_accumulation_matches_one_big_batch(trainer_assets, tmp_path, strategy, layouts, steps, extra):
+    """Same effective batch of 4 questions: identical losses, weights, statistics, MetaNet and subsets.
 
-    Guards two bugs found here: the TA's output bias (a no-op under the per-question softmax) took
-    Adam steps of +-lr from round-off, and ``fresh`` feedback centred its first step on the
-    micro-batch (so GA=k saw other z-scores and picks than GA=1); see ``distill/ta.py`` and
-    ``MindTrainer._choose``."""
+    The MetaNet's inputs (pooled hidden states, CE) come from forwards over other padded shapes in
+    each layout (float32 differences ~1e-7); Adam normalises its meta-gradients, so its weights, and
+    the scores summed into the per-view totals, agree to ~1e-4 (a rare weight with a near-zero
+    gradient to a few 1e-4: far below one Adam step of 0.05) rather than 1e-6."""
     assert getattr(load_model(trainer_assets).config, "attention_dropout", 0.0) == 0.0  # no dropout anywhere
-    kw = dict(max_steps=steps, feedback=feedback, probe_every=1, ta_learning_rate=0.05)
-    runs = {lay: _run_layout(trainer_assets, tmp_path, strategy, *lay, **kw) for lay in layouts}
+    runs = {lay: _run_layout(trainer_assets, tmp_path, strategy, *lay, max_steps=steps, **extra) for lay in layouts}
     ref = runs[layouts[0]]
     assert ref["steps"] == steps and len(ref["losses"]) == steps
-    if strategy == "mind":  # the TA did learn something (else the comparison would be vacuous)
-        assert ref["ta"]["net.2.weight"].abs().max() > 1e-4
-        assert any("ta_reward" in h for h in ref["history"])
+    if strategy == "mind":  # the MetaNet did learn, and steered (else the comparison would be vacuous)
+        assert ref["strategy"]["metanet"]["head_w2"].abs().max() > 1e-3 and ref["strategy"]["meta_steps"] >= 2
+        assert any(h.get("meta_loss") for h in ref["mind"]["history"])
     for lay in layouts[1:]:
         run = runs[lay]
         assert run["steps"] == steps
-        assert run["picks"] == ref["picks"], lay
-        assert run["pick_counts"] == ref["pick_counts"]
+        assert run["kept"] == ref["kept"], lay
         assert run["losses"] == pytest.approx(ref["losses"], rel=1e-5), lay
         assert run["grad_norms"] == pytest.approx(ref["grad_norms"], rel=1e-4), lay
         for name, p in ref["params"].items():
             torch.testing.assert_close(run["params"][name], p, rtol=0, atol=1e-5, msg=f"{lay} {name}")
-        _assert_states_close(run["stats"], ref["stats"], rtol=1e-6, atol=1e-6)
-        # the TA sees float32 round-off of the student through the reward (a relative decrease of the probe
-        # loss, ~1e-6 relative noise) and Adam normalises its small gradients: a few 1e-5, far below one step
-        _assert_states_close(run["ta"], ref["ta"], rtol=0, atol=1e-4)
-        _assert_states_close(run["weights"], ref["weights"], rtol=1e-9)
-        _assert_states_close(run["history"], ref["history"], rtol=1e-4, atol=1e-6)
+        _assert_states_close(run["mind"], ref["mind"], rtol=1e-4, atol=1e-5)
+        _assert_states_close(run["strategy"], ref["strategy"], rtol=1e-4, atol=1e-3)
 
 
-# ---------------------------------------------------------------- 3. the capability gate
-def test_gate_unit_far_candidate_gets_near_zero_mass():
-    z = torch.tensor([5.0, 0.0, 0.3, -0.5, 1.0, 0.8, 0.0, 4.0])
-    groups = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])
-    offset = gate(z, gamma=4.0, kappa=1.0)
-    # -gamma * relu(z - kappa): nothing at or below kappa, 16 for z = 5, 12 for z = 4
-    torch.testing.assert_close(offset, torch.tensor([-16.0, 0, 0, 0, 0, 0, 0, -12.0]))
-    for scores in (torch.zeros(8), -z):  # a neutral TA, and the ``inertia`` score -z
-        pi = grouped_log_softmax((scores + offset).to(torch.float64), groups, 2).exp()
-        assert pi[0] < 1e-3 and pi[7] < 1e-3
-        torch.testing.assert_close(torch.zeros(2, dtype=torch.float64).index_add(0, groups, pi), torch.ones(2, dtype=torch.float64))
-    # gamma = 0 switches the gate off
-    assert (gate(z, gamma=0.0, kappa=1.0) == 0).all()
+# ---------------------------------------------------------------- 3. warm-up
+def test_frozen_warmup_leaves_the_student_unchanged_while_the_metanet_learns(trainer_assets, tmp_path):
+    trainer = make_trainer(
+        trainer_assets, tmp_path, strategy="mind", max_steps=4, meta_warmup_steps=3, meta_accumulation_steps=1,
+        meta_learning_rate=0.05, weight_decay=0.1,
+    )  # fmt: skip
+    before = _params(trainer)
+    meta_before = {k: v.clone() for k, v in trainer.strategy.metanet.state_dict().items()}
+    steps_seen = []
+
+    class Probe(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            steps_seen.append({k: v.detach().clone() for k, v in model.named_parameters()})
+
+    trainer.add_callback(Probe())
+    spy = _PlanSpy(trainer)
+    trainer.train()
+    for step in range(3):  # warm-up: not one weight moved, weight decay included
+        for name, p in before.items():
+            assert torch.equal(steps_seen[step][name], p), (step, name)
+    assert any(not torch.equal(steps_seen[3][n], p) for n, p in before.items())  # step 4 trains the student
+    assert [c["frozen"] for c in spy.calls] == [True, True, True, False]
+    assert all(c["keep"].all() for c in spy.calls[:3])
+    after = trainer.strategy.metanet.state_dict()
+    assert any(not torch.equal(after[k], meta_before[k]) for k in meta_before)
+    assert trainer.strategy.meta_steps == 4
+    c = trainer.summary()["compute"]
+    assert c["forward_tokens"] > 0 and c["backward_tokens"] > 0  # warm-up scoring is forward-only
 
 
-@pytest.mark.parametrize("strategy", ["inertia", "mind"])
-def test_gate_in_trainer_silences_a_view_far_above_the_filtered_loss(trainer_assets, tmp_path, strategy, monkeypatch):
-    import distill.trainer as trainer_mod
-
-    trainer = make_trainer(trainer_assets, tmp_path, strategy=strategy, max_steps=200)
-    trainer.state.max_steps = 200
-    batch = trainer.collator([{"question_index": i} for i in range(8)])
-    uids, views = batch["cand_uid"], batch["cand_view"]
-    bad_view = 2
-    assert (views == bad_view).any()
-    stats = trainer.mind.stats
-    gen = torch.Generator().manual_seed(0)
-    bad = views == bad_view
-
-    def normal(n):
-        return 2.0 + 0.1 * torch.randn(n, generator=gen, dtype=torch.float64)
-
-    # a student whose training losses sit around 2 (spread ~0.1) on every view; view 2's candidates then
-    # came out far above that (loss 6) and were not trained again while the others kept settling
-    for step in range(10):
-        stats.update(uids, views, normal(uids.shape[0]), step)
-    stats.update(uids[bad], views[bad], torch.full((int(bad.sum()),), 6.0, dtype=torch.float64), 10)
-    for step in range(11, 61):
-        stats.update(uids[~bad], views[~bad], normal(int((~bad).sum())), step)
-    lhat, _ = stats.candidate_loss(uids, views)
-    z = (lhat - stats.L) / stats.S
-    assert z[bad].min() > 20 and z[~bad].abs().max() < 3.0
-
-    seen_log_pi = []
-    real_sample = trainer_mod.sample_picks
-
-    def spy(log_pi, *args, **kwargs):
-        seen_log_pi.append(log_pi.detach().clone())
-        return real_sample(log_pi, *args, **kwargs)
-
-    monkeypatch.setattr(trainer_mod, "sample_picks", spy)
-    picks = torch.zeros(6)
-    for step in range(61, 101):
-        trainer.state.global_step = step
-        picked, weights, _ = trainer._choose(trainer.model, batch)
-        assert (torch.zeros(8, dtype=torch.long).index_add(0, batch["cand_question"], picked.long()) == 1).all()
-        picks += torch.bincount(views[picked], minlength=6)
-    pi = seen_log_pi[-1].exp()
-    assert pi[bad].max() < 1e-3  # policy mass of the far view, in every question
-    assert picks[bad_view] == 0 and picks.sum() == 8 * 40
-    others = [v for v in range(6) if v != bad_view and (views == v).any()]
-    assert all(picks[v] > 0 for v in others)
+def test_uniform_warmup_trains_on_every_candidate_with_equal_weights(trainer_assets, tmp_path):
+    trainer = make_trainer(trainer_assets, tmp_path, strategy="mind", max_steps=2, meta_warmup_steps=2, meta_warmup_student="uniform")
+    before = _params(trainer)
+    spy = _PlanSpy(trainer)
+    trainer.train()
+    assert any(not torch.equal(_params(trainer)[n], p) for n, p in before.items())
+    for c in spy.calls:
+        assert c["keep"].all() and not c["frozen"]
+        sizes = torch.bincount(c["groups"]).to(torch.float64)
+        torch.testing.assert_close(c["alpha"], 1.0 / sizes[c["groups"]])
 
 
-# ---------------------------------------------------------------- 4. the TA follows the reward
-def _reinforce_run(rewarded_view: int, seed: int, intervals: int = 60, nq: int = 8, steps_per_probe: int = 2) -> list[float]:
-    """Drive ``MindTrainer._update_ta`` with records sampled from the TA's own policy and a reward equal to
-    the share of picks of ``rewarded_view`` (+ noise): the controlled version of "training on one
-    perspective lowers every perspective's probe loss more". Returns the policy mass of view 0 per interval."""
-    args = mind_config("unused", seed=seed, ta_learning_rate=1e-2)
-    host = SimpleNamespace(args=args, mind=MindState(args, ["A", "B"], 2 * nq))
-    gen = torch.Generator().manual_seed(seed)
-    noise = random.Random(seed)
-    groups = torch.arange(nq).repeat_interleave(2)
-    views = torch.tensor([0, 1]).repeat(nq)
-    keys = [f"q{i}" for i in range(nq)]
-    offset = torch.zeros(2 * nq, dtype=torch.float64)
-    mass = []
-    for t in range(intervals):
-        records, shares = [], []
-        for s in range(steps_per_probe):
-            x = torch.randn(nq, 7, generator=gen).repeat_interleave(2, dim=0)  # same features: only the view differs
-            with torch.no_grad():
-                log_pi = grouped_log_softmax(host.mind.ta(x, views).to(torch.float64) + offset, groups, nq)
-            picked = sample_picks(log_pi, groups, nq, 1, keys, seed, t * steps_per_probe + s)
-            records.append({"x": x, "views": views, "groups": groups, "offset": offset, "picked": picked})
-            shares.append(float(picked[views == rewarded_view].double().mean()))
-        mass.append(float(log_pi.exp()[views == 0].mean()))
-        host.mind.records = records
-        out = MindTrainer._update_ta(host, sum(shares) / len(shares) + noise.gauss(0.0, 0.02))
-        assert math.isfinite(out["ta_advantage"]) and "ta_entropy" in out
-    return mass
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ta_policy_moves_toward_the_rewarded_view(seed):
-    towards_a = _reinforce_run(rewarded_view=0, seed=seed)
-    assert towards_a[0] == pytest.approx(0.5)  # the zero output layer starts uniform
-    assert towards_a[-1] > 0.9
-    towards_b = _reinforce_run(rewarded_view=1, seed=seed)
-    assert towards_b[-1] < 0.1
-
-
-def test_ta_update_without_signal_keeps_policy_neutral():
-    """A constant reward gives zero advantage: only the (tiny) entropy bonus acts, so a uniform policy stays."""
-    args = mind_config("unused", ta_learning_rate=1e-2)
-    host = SimpleNamespace(args=args, mind=MindState(args, ["A", "B"], 8))
-    x = torch.randn(8, 7, generator=torch.Generator().manual_seed(0))
-    views, groups = torch.tensor([0, 1] * 4), torch.arange(4).repeat_interleave(2)
-    rec = {"x": x, "views": views, "groups": groups, "offset": torch.zeros(8, dtype=torch.float64), "picked": views == 0}
-    for _ in range(20):
-        host.mind.records = [rec]
-        assert MindTrainer._update_ta(host, 0.01)["ta_advantage"] == 0.0
-    with torch.no_grad():
-        pi = grouped_log_softmax(host.mind.ta(x, views).to(torch.float64), groups, 4).exp()
-    torch.testing.assert_close(pi, torch.full((8,), 0.5, dtype=torch.float64), atol=0.05, rtol=0)
-
-
-# ---------------------------------------------------------------- 5. resume
-def test_resume_restores_ta_and_statistics_exactly(trainer_assets, tmp_path):
-    kw = dict(strategy="mind", max_steps=6, save_strategy="steps", save_steps=3, probe_every=2, ta_learning_rate=0.05)
+# ---------------------------------------------------------------- 4. resume
+def test_resume_restores_metanet_statistics_and_accumulation_exactly(trainer_assets, tmp_path):
+    # accumulation 2 and a checkpoint after step 3: the MetaNet's half-accumulated gradient must survive
+    kw = dict(strategy="mind", max_steps=6, save_strategy="steps", save_steps=3, history_every=2, **MIND_KW)
     full = make_trainer(trainer_assets, tmp_path / "full", **kw)
     full.train()
     ckpt = tmp_path / "full" / "checkpoint-3"
     assert (ckpt / MIND_STATE).exists() and (tmp_path / "full" / "checkpoint-6" / MIND_STATE).exists()
     saved = torch.load(ckpt / MIND_STATE, weights_only=False)
-    assert saved["stats"]["last_step"].max() == 2  # the statistics after 3 steps (0-based step 2)
-    assert [h["step"] for h in saved["history"]] == [2]
+    assert saved["mind"]["stats"]["last_step"].max() == 2  # the statistics after 3 steps (0-based step 2)
+    assert saved["strategy"]["accumulated"] == 1 and any(g is not None for g in saved["strategy"]["grads"])
+    assert [h["step"] for h in saved["mind"]["history"]] == [2]
 
     resumed = make_trainer(trainer_assets, tmp_path / "resumed", **kw)
     resumed.train(resume_from_checkpoint=str(ckpt))
     assert resumed.state.global_step == 6
-    assert resumed.mind.ta.state_dict()["net.2.weight"].abs().max() > 0  # the TA was trained before and after
-
     for name, p in _params(full).items():
         assert torch.equal(_params(resumed)[name], p), name
-    _assert_states_close(resumed.mind.ta.state_dict(), full.mind.ta.state_dict(), rtol=0, atol=0)
-    _assert_states_close(resumed.mind.stats.state_dict(), full.mind.stats.state_dict(), rtol=0, atol=0)
-    _assert_states_close(resumed.mind.ta_optimizer.state_dict(), full.mind.ta_optimizer.state_dict(), rtol=0, atol=0)
-    assert dict(resumed.mind.picks) == dict(full.mind.picks)
-    _assert_states_close(dict(resumed.mind.weights), dict(full.mind.weights), rtol=0, atol=0)
-    _assert_states_close(resumed.mind.history, full.mind.history, rtol=0, atol=0)
+    _assert_states_close(resumed.strategy.state_dict(), full.strategy.state_dict(), rtol=0, atol=0)
+    _assert_states_close(resumed.mind.state_dict(), full.mind.state_dict(), rtol=0, atol=0)
     assert [h["step"] for h in full.mind.history] == [2, 4, 6]
     assert _losses(resumed)[-3:] == _losses(full)[-3:]
-    assert resumed.summary()["views"] == full.summary()["views"]
+    assert resumed.summary() == full.summary()
 
 
 def test_resume_rejects_a_checkpoint_without_mind_state(trainer_assets, tmp_path):
@@ -345,7 +274,7 @@ def test_resume_rejects_a_checkpoint_without_mind_state(trainer_assets, tmp_path
         trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
 
 
-# ---------------------------------------------------------------- 6. every strategy
+# ---------------------------------------------------------------- 5. every strategy and ablation
 def _mean_nll(trainer: MindTrainer, questions: list) -> float:
     from distill.data import pad_sequences
 
@@ -355,66 +284,136 @@ def _mean_nll(trainer: MindTrainer, questions: list) -> float:
         return float(sequence_nll(trainer.model, **batch).mean())
 
 
+def _check_plan(strategy: str, c: dict, trainer: MindTrainer, extra: dict) -> None:
+    """What each strategy's subset and weights must look like in one micro-batch."""
+    nq = int(c["qidx"].numel())
+    kept = torch.zeros(nq, dtype=torch.long).index_add(0, c["groups"], c["keep"].long())
+    sizes = torch.bincount(c["groups"], minlength=nq)
+    w_sum = torch.zeros(nq, dtype=torch.float64).index_add(0, c["groups"], c["alpha"])
+    torch.testing.assert_close(w_sum, torch.ones_like(w_sum))  # the weights sum to 1 per question
+    assert (c["alpha"][~c["keep"]] == 0).all()
+    if strategy == "all" or c["frozen"]:
+        assert torch.equal(kept, sizes)
+    elif strategy in ("golden", "random", "lowest_loss") or (strategy == "mind" and extra.get("fusion") is False):
+        assert (kept == 1).all()
+    elif strategy == "mcc_kd":
+        assert (kept == torch.clamp(sizes, max=2)).all()
+        assert trainer.strategy.diverse[c["uids"][c["keep"]]].all()
+    for g in range(nq):
+        rows = (c["groups"] == g).nonzero().flatten()
+        if strategy == "lowest_loss":
+            assert c["keep"][rows[torch.argmin(c["ce"][rows])]]
+        if strategy in ("instant", "mind") and c["scores"] is not None and not c["frozen"]:
+            s = c["scores"][rows].double() / trainer.args.tau_student
+            p = torch.softmax(s, 0)
+            if extra.get("fusion") is not False:  # the subset rule, on the scores the plan used
+                want = p >= trainer.args.fusion_beta * p.max() - 1e-12
+                assert torch.equal(c["keep"][rows], want)
+                torch.testing.assert_close(c["alpha"][rows][want], p[want] / p[want].sum())
+            if strategy == "instant":
+                torch.testing.assert_close(c["scores"][rows].double(), -c["ce"][rows])
+
+
 @pytest.mark.parametrize(
-    ("strategy", "feedback"),
-    [("golden", "inertia"), ("all", "inertia"), ("random", "inertia"), ("lowest_loss", "inertia"),
-     ("inertia", "inertia"), ("mind", "inertia"), ("mind", "fresh")],
+    ("strategy", "extra"),
+    [
+        ("golden", {}), ("all", {}), ("mcc_kd", {}), ("random", {}), ("lowest_loss", {}), ("instant", {}),
+        ("mind", MIND_KW),
+        ("mind", {**MIND_KW, "meta_attention": False}),
+        ("mind", {**MIND_KW, "fusion": False}),
+        ("mind", {**MIND_KW, "consistency_weight": 0.0}),
+        ("mind", {**MIND_KW, "meta_target": "instant"}),
+        ("mind", {**MIND_KW, "meta_warmup_steps": 0}),
+        ("instant", {"scoring": "separate"}),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "-".join(f"{k}={v}" for k, v in x.items() if k not in MIND_KW or x[k] != MIND_KW[k]) or "default",
 )  # fmt: skip
-def test_every_strategy_trains(trainer_assets, tmp_path, strategy, feedback):
-    train, probe, views = split_questions(trainer_assets)
-    train = train[:8]  # 2 steps per epoch, 2 epochs: the golden pick must survive the epoch change
+def test_every_strategy_and_ablation_trains(trainer_assets, tmp_path, strategy, extra):
+    train, _, views = split_questions(trainer_assets)
+    train = train[:8]  # 2 steps per epoch, 3 epochs: the golden pick must survive the epoch change
     trainer = make_trainer(
-        trainer_assets, tmp_path, train=train, probe=probe, views=views, strategy=strategy, feedback=feedback,
-        max_steps=-1, num_train_epochs=2, learning_rate=3e-3, probe_every=1,
+        trainer_assets, tmp_path, train=train, views=views, strategy=strategy, max_steps=-1, num_train_epochs=3,
+        learning_rate=3e-3, history_every=2, **extra,
     )  # fmt: skip
-    spy = _PickSpy(trainer)
+    spy = _PlanSpy(trainer)
     before = _mean_nll(trainer, train)
     trainer.train()
     after = _mean_nll(trainer, train)
     losses = _losses(trainer)
-    assert trainer.state.global_step == 4 and len(losses) == 4
+    assert trainer.state.global_step == 6 and len(losses) == 6
     assert all(math.isfinite(x) for x in losses)
-    assert after < before  # the student learned something from its picks
+    assert after < before  # the student learned something from its subset
 
     summary = trainer.summary()
-    assert summary["strategy"] == strategy and summary["feedback"] == feedback
-    assert sum(v["pick_share"] for v in summary["views"].values()) == pytest.approx(1.0)
-    assert sum(v["picks"] for v in summary["views"].values()) == sum(int(c["picked"].sum()) for c in spy.calls)
-    if strategy in ("lowest_loss", "inertia", "mind"):
-        assert len(summary["probes"]) == 4 and summary["views"][views[0]]["L_p"] is not None
-    else:
-        assert summary["probes"] == []
+    assert summary["strategy"] == strategy
+    assert sum(v["kept_share"] for v in summary["views"].values()) == pytest.approx(1.0)
+    assert sum(v["kept"] for v in summary["views"].values()) == sum(int(c["keep"].sum()) for c in spy.calls)
+    assert sum(v["present"] for v in summary["views"].values()) == sum(c["uids"].numel() for c in spy.calls)
+    assert [h["step"] for h in summary["history"]] == [2, 4, 6]
+    assert all(summary["views"][v]["L_p"] is not None for v in summary["views"] if summary["views"][v]["kept"])
+    c = summary["compute"]
+    assert c["flops"] == pytest.approx(6 * c["params"] * c["backward_tokens"] + 2 * c["params"] * c["forward_tokens"])
+    assert 0 < c["trained_tokens"] <= c["backward_tokens"]
+    logs = [h for h in trainer.state.log_history if "loss" in h and "train_loss" not in h]
+    assert all("mind/subset_size" in h and "mind/flops" in h for h in logs)
+    if strategy in ("mind", "instant", "mcc_kd") and extra.get("consistency_weight", 0.1) > 0 and extra.get("fusion", True):
+        after_warmup = [h for h in logs if h["step"] > extra.get("meta_warmup_steps", 0)]
+        assert any(h["mind/consistency"] > 0 for h in after_warmup)
     if strategy == "mind":
-        assert any("ta_reward" in h for h in summary["probes"])
+        assert all(k in logs[-1] for k in ("mind/meta_loss", "mind/meta_top1", "mind/meta_spearman"))
+        assert summary["meta_steps"] == 3 and all(v["mean_score"] is not None for v in summary["views"].values())
+        if extra.get("consistency_weight") == 0.0 or extra.get("fusion") is False:  # no term, or no pair
+            assert all(h["mind/consistency"] == 0 for h in logs)
 
     store = trainer.store
     where = {v.uid: (q, v) for q in store.questions for v in q.views}
     golden: dict[int, set[int]] = {}
-    assert {c["epoch"] for c in spy.calls} == {0, 1}
+    assert {c["epoch"] for c in spy.calls} == {0, 1, 2}
     for c in spy.calls:
-        per_q = torch.zeros(int(c["qidx"].numel()), dtype=torch.long).index_add(0, c["groups"], c["picked"].long())
-        sizes = torch.bincount(c["groups"])
-        w_sum = torch.zeros(int(c["qidx"].numel()), dtype=torch.float64).index_add(0, c["groups"], c["weights"] * c["picked"])
-        torch.testing.assert_close(w_sum, torch.ones_like(w_sum))  # the picks' weights sum to 1 per question
-        if strategy == "all":
-            assert c["picked"].all() and torch.equal(per_q, sizes)
-        else:
-            assert (per_q == 1).all()  # golden, random, lowest_loss, inertia, mind: k = 1
+        _check_plan(strategy, c, trainer, extra)
         if strategy == "golden":
-            for g, u in zip(c["groups"][c["picked"]].tolist(), c["uids"][c["picked"]].tolist(), strict=True):
+            for g, u in zip(c["groups"][c["keep"]].tolist(), c["uids"][c["keep"]].tolist(), strict=True):
                 golden.setdefault(int(c["qidx"][g]), set()).add(u)
-        if strategy == "lowest_loss" and c["ready"] and feedback == "inertia":
-            for g in range(int(c["qidx"].numel())):
-                rows = (c["groups"] == g).nonzero().flatten()
-                assert c["picked"][rows[torch.argmin(c["lhat"][rows])]]
-        for row, uid in enumerate(c["uids"].tolist()):  # each candidate carries this epoch's sample
-            q, v = where[uid]
-            k = store.sample_index(q, v, c["epoch"])
-            assert strategy != "golden" or k == 0
-            n = len(v.samples[k])
-            assert c["input_ids"][row, :n].tolist() == v.samples[k]
     if strategy == "golden":
         assert sorted(golden) == list(range(8)) and all(len(u) == 1 for u in golden.values())
+    for q in store.questions:  # each question's candidates, with their sample for the epoch
+        for v in q.views:
+            assert where[v.uid] == (q, v)
+
+
+def test_shared_and_separate_scoring_train_the_same_student(trainer_assets, tmp_path):
+    """The same method computed two ways: one forward with grad over every candidate, or a no-grad
+    scoring forward then forward+backward over the kept ones: same subsets, losses and weights; the
+    compute account differs as documented."""
+    runs = {}
+    for mode in ("shared", "separate"):
+        t = make_trainer(trainer_assets, tmp_path / mode, strategy="mind", max_steps=5, scoring=mode, **MIND_KW)
+        spy = _PlanSpy(t)
+        t.train()
+        runs[mode] = (t, spy)
+    (a, sa), (b, sb) = runs["shared"], runs["separate"]
+    assert [c["keep"].tolist() for c in sa.calls] == [c["keep"].tolist() for c in sb.calls]
+    assert _losses(a) == pytest.approx(_losses(b), rel=1e-5)
+    for name, p in _params(a).items():
+        torch.testing.assert_close(_params(b)[name], p, rtol=0, atol=1e-5)
+    ca, cb = a.summary()["compute"], b.summary()["compute"]
+    total = ca["backward_tokens"] + ca["forward_tokens"]
+    assert ca["trained_tokens"] == cb["trained_tokens"]
+    # separate: every candidate is scored forward-only, the kept ones are trained
+    assert cb["forward_tokens"] == total
+    assert cb["backward_tokens"] < total and cb["flops"] < ca["flops"]
+
+
+# ---------------------------------------------------------------- 6. bad flags
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("fusion_beta", 0.0), ("fusion_beta", 1.5), ("consistency_weight", -0.1), ("tau_student", 0.0),
+     ("meta_learning_rate", -1e-3), ("meta_accumulation_steps", 0), ("meta_warmup_steps", -1), ("strategy", "inertia"),
+     ("meta_target", "fresh"), ("answer_template", "no placeholder"), ("meta_hidden", 30)],
+)  # fmt: skip
+def test_bad_flags_fail_before_training_naming_the_flag(flag, value):
+    with pytest.raises(ValueError, match=f"--{flag}"):
+        mind_config("unused", **{flag: value})
 
 
 # ---------------------------------------------------------------- 7. non-finite loss
@@ -435,7 +434,7 @@ def test_non_finite_loss_stops_with_step_and_last_checkpoint(trainer_assets, tmp
 
     trainer = make_trainer(
         trainer_assets, tmp_path, strategy="mind", max_steps=6, save_strategy="steps", save_steps=2,
-        callbacks=[_PoisonAfterSave(2)],
+        callbacks=[_PoisonAfterSave(2)], meta_warmup_steps=0,
     )  # fmt: skip
     with pytest.raises(FloatingPointError) as err:
         trainer.train()
@@ -447,7 +446,7 @@ def test_non_finite_loss_stops_with_step_and_last_checkpoint(trainer_assets, tmp
     weights = load_file(ckpt / "model.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())  # the last good checkpoint is intact
     state = torch.load(ckpt / MIND_STATE, weights_only=False)
-    assert state["stats"]["last_step"].max() == 1
+    assert state["mind"]["stats"]["last_step"].max() == 1
 
 
 def test_non_finite_loss_before_any_checkpoint_says_so(trainer_assets, tmp_path):

@@ -112,43 +112,54 @@ def write_hand_run(run_dir: Path) -> Path:
     return run_dir
 
 
-def write_trainer_output(out: Path, views: tuple[str, ...] = VIEWS, steps: int = 30, every: int = 5) -> Path:
-    """A trainer output_dir as ``distill.train`` leaves it (metrics as ``MindTrainer`` logs them)."""
+def write_trainer_output(
+    out: Path,
+    views: tuple[str, ...] = VIEWS,
+    steps: int = 30,
+    every: int = 5,
+    *,
+    strategy: str = "mind",
+    history_every: int = 10,
+    evals: bool = True,
+) -> Path:
+    """A trainer output_dir as ``distill.train`` leaves it (metrics as ``MindTrainer`` logs them:
+    ``mind/*`` per logging step in ``log_history``, averages per ``history_every`` steps in
+    ``mind_summary.json``'s history). ``strategy`` ``mind`` has a MetaNet (scores, L_meta, ranking
+    agreement) and a consistency term; any other name has neither, like ``golden`` or ``all``."""
     from distill.evaluate import EvalResult, score_predictions, write_predictions
 
-    log, probes = [], []
-    for step in range(every, steps + 1, every):
+    metanet = strategy == "mind"
+    params, tokens = 1_000_000, 40_000
+
+    def point(step: int) -> tuple[dict, dict]:
+        """(scalars, per-view dicts) at ``step``, as the trainer would average them."""
         t = step / steps
         raw = [math.exp(-((i - 2 * t) ** 2)) for i in range(len(views))]
-        shares = [r / sum(raw) for r in raw]
-        entry: dict = {
-            "epoch": t,
-            "grad_norm": 2.0 - t,
-            "learning_rate": 1e-3 * (1 - t),
-            "loss": 6.0 - 3 * t,
-            "step": step,
-            "mind/L": 5.5 - 3 * t,
-            "mind/S": 0.3,
-            "mind/candidates_trained": 4.0,
-            "mind/gated_share": 0.1 * t,
-            "mind/policy_entropy": 1.1 - 0.5 * t,
-            "mind/probe_loss": 5.6 - 3 * t,
-        }
-        for i, v in enumerate(views):
-            entry[f"mind/pick_share/{v}"] = shares[i]
-            entry[f"mind/mean_weight/{v}"] = 1.0
-            entry[f"mind/L_p/{v}"] = 5.0 + i - 3 * t
-        probe: dict = {
-            "step": step,
-            "probe_loss": 5.6 - 3 * t,
-            "probe_ema": 5.7 - 3 * t,
+        share = [0.4 + 0.6 * r / max(raw) for r in raw]
+        scalars: dict = {"subset_size": sum(share), "flops": 6.0 * params * tokens * t}
+        per_view: dict = {
+            "in_subset": {v: share[i] for i, v in enumerate(views)},
+            "alpha": {v: share[i] / sum(share) for i, v in enumerate(views)},
             "L_p": {v: 5.0 + i - 3 * t for i, v in enumerate(views)},
         }
-        if step > every:
-            probe |= {"ta_reward": 0.1 * (1 - t), "ta_advantage": 0.0, "ta_entropy": 1.0 - 0.4 * t}
-            entry |= {f"mind/{k}": probe[k] for k in ("ta_reward", "ta_advantage", "ta_entropy")}
+        if metanet:
+            scalars |= {"consistency": 0.2 - 0.1 * t, "meta_loss": 0.5 - 0.3 * t, "meta_top1": 0.3 + 0.5 * t,
+                        "meta_spearman": -0.1 + 0.8 * t}  # fmt: skip
+            per_view["score"] = {v: 0.5 * i - t for i, v in enumerate(views)}
+        return scalars, per_view
+
+    log, history = [], []
+    for step in range(every, steps + 1, every):
+        t = step / steps
+        scalars, per_view = point(step)
+        entry: dict = {"epoch": t, "grad_norm": 2.0 - t, "learning_rate": 1e-3 * (1 - t), "loss": 6.0 - 3 * t, "step": step}
+        entry |= {f"mind/{k}": v for k, v in scalars.items()}
+        for k, by_view in per_view.items():
+            entry |= {f"mind/{k}/{v}": x for v, x in by_view.items()}
         log.append(entry)
-        probes.append(probe)
+    for step in range(history_every, steps + 1, history_every):
+        scalars, per_view = point(step)
+        history.append({"step": step, **scalars, **per_view})
     ckpt = out / f"checkpoint-{steps}"
     ckpt.mkdir(parents=True)
     state = {
@@ -166,17 +177,35 @@ def write_trainer_output(out: Path, views: tuple[str, ...] = VIEWS, steps: int =
     (ckpt / "trainer_state.json").write_text(json.dumps(state, indent=2))
     (out / "checkpoint-5").mkdir()  # an older checkpoint: the latest one is read
     (out / "checkpoint-5" / "trainer_state.json").write_text(json.dumps(state | {"global_step": 5, "log_history": []}))
-    picks = [7, 12, 5][: len(views)]
-    summary = {
-        "strategy": "mind",
-        "feedback": "inertia",
+    present, kept = 120, [100, 60, 90, 30, 75, 45][: len(views)]
+    summary: dict = {
+        "strategy": strategy,
         "views": {
-            v: {"picks": picks[i], "pick_share": picks[i] / sum(picks), "mean_weight": 1.0, "L_p": 2.0 + i}
+            v: {
+                "present": present,
+                "kept": kept[i],
+                "in_subset": kept[i] / present,
+                "mean_alpha": 1.0 / len(views) + 0.01 * i,
+                "mean_score": 0.5 * i - 1.0 if metanet else None,
+                "L_p": 2.0 + i,
+                "kept_share": kept[i] / sum(kept),
+            }
             for i, v in enumerate(views)
         },
-        "probes": probes,
+        "compute": {
+            "params": params,
+            "forward_tokens": 0 if metanet else 5_000,
+            "backward_tokens": tokens,
+            "trained_tokens": 31_415,
+            "flops": 6.0 * params * tokens,
+        },
+        "history": history,
     }
+    if metanet:
+        summary["meta_steps"] = steps
     (out / "mind_summary.json").write_text(json.dumps(summary, indent=2))
+    if not evals:
+        return out
     rows = [
         {
             "question_id": f"t-{i}",
@@ -344,29 +373,135 @@ def test_question_page_escapes_and_highlights(client: TestClient, site: tuple[Pa
     assert client.get(_link("question", key)).status_code == 400
 
 
+TRAIN_TITLES = {  # chart title -> lines in the fake mind run (3 views)
+    "In-subset share per perspective": 3,
+    "Mean weight alpha of a kept candidate per perspective": 3,
+    "Mean score per perspective": 3,
+    "Inertia-filtered loss L_p per perspective": 3,
+    "MetaNet meta-loss L_meta": 1,
+    "MetaNet ranking agreement": 2,
+    "Answer-consistency loss": 1,
+    "Subset size (kept candidates per question)": 1,
+    "Training loss": 1,
+}
+METANET_TITLES = ("Mean score per perspective", "MetaNet meta-loss L_meta", "MetaNet ranking agreement")
+
+
+def _figure(html: str, title: str) -> str | None:
+    m = re.search(rf"<figure class=\"chart-box\"><figcaption>{re.escape(title)}.*?</figure>", html, re.DOTALL)
+    return m.group(0) if m else None
+
+
 def test_training_page(client: TestClient, site: tuple[Path, dict[str, str]]) -> None:
     r = client.get(_link("train", site[1]["train"]))
     assert r.status_code == 200
     html = r.text
     assert "strategy <strong>mind</strong>" in html and "30 steps" in html
     assert "checkpoint-30/trainer_state.json" in html  # the latest checkpoint's state
-    for title in (
-        "Pick share per perspective",
-        "Mean weight of a pick",
-        "Inertia-filtered loss L_p",
-        "TA reward",
-        "Policy entropy",
-        "Training and probe loss",
-        "Accuracy per evaluation split",
-    ):
-        assert title in html
-    assert html.count('class="mark line"') >= 3 + 3 + 4 + 1 + 2 + 2
-    assert "no data in this run" not in html
-    assert "58.3%" in html and "predictions →" in html
+    for title, n in TRAIN_TITLES.items():
+        fig = _figure(html, title)
+        assert fig is not None and fig.count('class="mark line"') == n, title
+    # the history (every 10 steps: 3 points a line) wins over the log (every 5 steps: 6 points) ...
+    assert _figure(html, "In-subset share per perspective").count('class="mark point"') == 3 * 3  # type: ignore[union-attr]
+    assert _figure(html, "MetaNet ranking agreement").count('class="mark point"') == 2 * 3  # type: ignore[union-attr]
+    assert _figure(html, "Training loss").count('class="mark point"') == 6  # type: ignore[union-attr]  # ... log only
+    assert "From mind_summary.json&#39;s history and trainer_state.json&#39;s log:" in html
+    assert "no data in this run" not in html and 'id="omitted"' not in html
+    assert "In the subset over the whole run" in html and html.count('class="mark bar"') >= 3 + 1  # + eval bars
+    # per-perspective totals: present, kept, in subset, share of kept, mean alpha, mean score, L_p
+    row = re.search(r"<tr><td>socratic</td>(.*?)</tr>", html, re.DOTALL)
+    assert row and re.findall(r'<td class="num">([^<]*)</td>', row.group(1)) == [
+        "120", "60", "50.0%", "24.0%", "0.343", "-0.500", "3.000"
+    ]  # fmt: skip
+    compute = re.search(r'<table class="stats" id="compute">(.*?)</table>', html, re.DOTALL)
+    assert compute, html
+    cells = dict(re.findall(r"<tr><td>([^<]*)</td><td class=\"num\">([^<]*)</td></tr>", compute.group(1)))
+    assert cells == {
+        "student parameters": "1,000,000",
+        "forward-only tokens (no-grad scoring)": "0",
+        "trained tokens, forward + backward": "40,000",
+        "trained label tokens (kept candidates)": "31,415",
+        "estimated FLOPs (6 N x trained + 2 N x forward-only)": "2.4e+11",
+        "MetaNet optimizer steps": "30",
+    }
+    assert "Accuracy per evaluation split" in html and "58.3%" in html and "predictions →" in html
     preds = client.get(_link("eval", site[1]["train"], split="test", verdict="incorrect"))
     assert preds.status_code == 200 and "5 prediction(s)" in preds.text
     assert "&lt;script&gt;" in preds.text and SCRIPT not in preds.text
     assert client.get(_link("eval", site[1]["train"], split="nope")).status_code == 404
+
+
+def test_training_page_variants(tmp_path: Path) -> None:
+    """No MetaNet, only the summary, only the log, odd names, an old-format summary: never a crash."""
+    root = tmp_path / "t"
+    write_trainer_output(root / "golden", strategy="golden", evals=False)
+    summary_only = write_trainer_output(root / "summary-only", evals=False)
+    for d in summary_only.glob("checkpoint-*"):
+        (d / "trainer_state.json").unlink()
+        d.rmdir()
+    log_only = write_trainer_output(root / "log-only", evals=False)
+    (log_only / "mind_summary.json").unlink()
+    evil_view = '<b id="v">view</b>'
+    write_trainer_output(root / "evil", views=("stepwise", evil_view), strategy=SCRIPT, evals=False)
+    old = write_trainer_output(root / "old", evals=False)
+    (old / "mind_summary.json").write_text(json.dumps({
+        "strategy": "mind", "feedback": "inertia", "trained_tokens": 10,
+        "views": {v: {"picks": 3, "pick_share": 1 / 3, "mean_weight": 1.0, "L_p": 2.0} for v in VIEWS},
+        "probes": [{"step": 5, "probe_loss": 3.0, "L_p": {v: 2.0 for v in VIEWS}}],
+    }))  # fmt: skip
+    old_log = tmp_path / "t" / "old-log" / "checkpoint-4"
+    old_log.mkdir(parents=True)
+    (old_log / "trainer_state.json").write_text(json.dumps({"global_step": 4, "log_history": [
+        {"step": 2, "loss": 3.0, "mind/pick_share/a": 0.5, "mind/ta_reward": 0.1},
+        {"step": 4, "loss": 2.5, "mind/pick_share/a": 0.4, "mind/ta_reward": 0.2},
+    ]}))  # fmt: skip
+    bad_history = write_trainer_output(root / "bad-history", evals=False)
+    summary = json.loads((bad_history / "mind_summary.json").read_text())
+    summary["history"][1]["in_subset"] = [0.5]
+    (bad_history / "mind_summary.json").write_text(json.dumps(summary))
+    with TestClient(create_app(root)) as c:
+        index = c.get("/")
+        assert index.status_code == 200 and "2.4e+11" in index.text and SCRIPT not in index.text
+        assert "written by an older MIND trainer (probes, feedback, mean_weight, pick_share, picks" in index.text
+
+        html = c.get("/train/t/golden").text  # no MetaNet, no consistency term: those charts left out
+        for title in METANET_TITLES + ("Answer-consistency loss",):
+            assert _figure(html, title) is None, title
+        assert re.search(r'id="omitted">Not recorded in this run \(strategy golden\): Mean score per perspective, '
+                         r"MetaNet meta-loss L_meta, MetaNet ranking agreement with the target losses, "
+                         r"Answer-consistency loss\.", html)  # fmt: skip
+        for title in set(TRAIN_TITLES) - set(METANET_TITLES) - {"Answer-consistency loss"}:
+            assert 'class="mark line"' in (_figure(html, title) or ""), title
+        assert "no data in this run" not in html and "MetaNet optimizer steps" not in html
+        row = re.search(r"<tr><td>stepwise</td>(.*?)</tr>", html, re.DOTALL)
+        assert row and re.findall(r'<td class="num">([^<]*)</td>', row.group(1))[5] == "–"  # no mean score
+
+        html = c.get("/train/t/summary-only").text  # every chart from the history; no loss without the log
+        assert "no trainer_state.json" in html and "From mind_summary.json&#39;s history:" in html
+        assert "no data in this run" in (_figure(html, "Training loss") or "")
+        for title in set(TRAIN_TITLES) - {"Training loss"}:
+            assert 'class="mark line"' in (_figure(html, title) or ""), title
+
+        html = c.get("/train/t/log-only").text  # the log's series instead; no totals or compute without a summary
+        assert "no mind_summary.json" in html and "From trainer_state.json&#39;s log:" in html
+        assert _figure(html, "In-subset share per perspective").count('class="mark point"') == 3 * 6  # type: ignore[union-attr]
+        assert "no data in this run" not in html and 'id="view-totals"' not in html and 'id="compute"' not in html
+        assert all('class="mark line"' in (_figure(html, t) or "") for t in TRAIN_TITLES)
+
+        r = c.get("/train/t/evil")  # names from the files are text, never markup
+        assert r.status_code == 200 and SCRIPT not in r.text and evil_view not in r.text
+        assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in r.text and "&lt;b id=&#34;v&#34;&gt;view&lt;/b&gt;" in r.text
+
+        r = c.get("/train/t/old")
+        assert r.status_code == 422 and "mind_summary.json: written by an older MIND trainer" in r.text
+        assert "Traceback" not in r.text
+
+        r = c.get("/train/t/old-log")  # an old log alone: the loss still charted, the rest said
+        assert r.status_code == 200 and "holds the metrics of an older trainer" in r.text
+        assert 'class="mark line"' in (_figure(r.text, "Training loss") or "")
+
+        r = c.get("/train/t/bad-history")
+        assert r.status_code == 422 and "history[1].in_subset: expected an object" in r.text
 
 
 # ---------------------------------------------------------------- safety

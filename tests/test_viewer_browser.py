@@ -159,11 +159,18 @@ def test_training_page_charts(page: Any, served: tuple[str, dict[str, str]]) -> 
     page.goto(url + "/")
     page.get_by_role("link", name=keys["train"]).click()
     page.wait_for_url(re.compile(r"/train/"))
-    for caption in ("Pick share per perspective", "Inertia-filtered loss L_p", "TA reward", "Policy entropy"):
+    for caption in (
+        "In-subset share per perspective",
+        "Inertia-filtered loss L_p",
+        "MetaNet meta-loss L_meta",
+        "MetaNet ranking agreement",
+        "Answer-consistency loss",
+    ):
         fig = page.locator("figure.chart-box", has_text=caption)
         assert fig.count() == 1 and fig.locator("svg.chart").is_visible(), caption
         assert fig.locator("polyline.mark").count() >= 1, caption
     assert visible_marks(page, "figure.chart-box") > 30
+    assert page.locator("#view-totals tbody tr").count() == 3 and page.locator("#compute").is_visible()
     shot(page, "training")
     page.get_by_role("link", name="predictions →").click()
     page.wait_for_url(re.compile(r"/eval/"))

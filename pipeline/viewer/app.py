@@ -5,7 +5,9 @@
                            histograms, finish reasons
     /questions/KEY         its questions, filtered (perspective, teacher, verdict, q = search), paginated
     /question/KEY?id=QID   one question, every rationale side by side, previous / next under the filters
-    /train/KEY             a trainer output_dir: pick share, weights, L_p, TA reward, entropy, evaluation
+    /train/KEY             a trainer output_dir: per view totals, compute account, in-subset share,
+                           alpha, score, L_p, L_meta, ranking agreement, consistency, subset size,
+                           loss; evaluation
     /eval/KEY?split=S      one evaluation split's predictions, paginated
 
 Only GET (and HEAD). ``KEY`` is looked up among the folders found under DIR (never joined
@@ -17,6 +19,7 @@ style; bad data gives an error page naming the file (422), never a traceback.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,12 +40,71 @@ from . import charts
 from .describe import describe_manifest
 from .queries import Filters, RunData, split_answer
 from .registry import Forbidden, NotFound, Registry
-from .training import DataError, load_training, predictions_page, series
+from .training import PER_VIEW, DataError, load_training, predictions_page, series
 from .web import HERE, VERDICT_TEXT, SecurityHeaders, ViewerError, make_templates
 
 __all__ = ["Viewer", "create_app"]
 
 logger = logging.getLogger("pipeline.viewer")
+
+
+# ---------------------------------------------------------------- the training page
+# chart key (training.series), title, y label, line_chart options, optional (left out when no file has it)
+TRAIN_CHARTS: list[tuple[str, str, str, dict[str, Any], bool]] = [
+    ("in_subset", "In-subset share per perspective (kept / present)", "share", {"y_min": 0.0, "y_max": 1.0}, False),
+    ("alpha", "Mean weight alpha of a kept candidate per perspective", "alpha", {"y_min": 0.0}, False),
+    ("score", "Mean score per perspective (MetaNet, or -CE)", "score", {}, True),
+    ("L_p", "Inertia-filtered loss L_p per perspective", "loss", {}, False),
+    ("meta_loss", "MetaNet meta-loss L_meta", "loss", {"y_min": 0.0}, True),
+    ("meta_rank", "MetaNet ranking agreement with the target losses", "agreement", {"y_max": 1.0}, True),
+    ("consistency", "Answer-consistency loss", "loss", {"y_min": 0.0}, True),
+    ("subset_size", "Subset size (kept candidates per question)", "candidates", {"y_min": 0.0}, False),
+    ("loss", "Training loss", "loss", {}, False),
+]
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def _fmt(v: Any, spec: str) -> str:
+    n = _number(v)
+    return "–" if n is None else format(n, spec)
+
+
+def _view_row(name: str, v: dict[str, Any]) -> dict[str, Any]:
+    """One row of the per-perspective totals table, formatted (a missing or odd value shows as –)."""
+    share = _number(v.get("in_subset"))
+    kept_share = _number(v.get("kept_share"))
+    return {
+        "name": name,
+        "present": _fmt(v.get("present"), ",.0f"),
+        "kept": _fmt(v.get("kept"), ",.0f"),
+        "in_subset": "–" if share is None else f"{100 * share:.1f}%",
+        "in_subset_pct": None if share is None else 100 * share,
+        "kept_share": "–" if kept_share is None else f"{100 * kept_share:.1f}%",
+        "mean_alpha": _fmt(v.get("mean_alpha"), ".3f"),
+        "mean_score": _fmt(v.get("mean_score"), ".3f"),
+        "L_p": _fmt(v.get("L_p"), ".3f"),
+    }
+
+
+def _compute_rows(summary: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The compute account of mind_summary.json, as (what, value) rows; empty without one."""
+    c = summary.get("compute") if summary else None
+    if not isinstance(c, dict):
+        return []
+    flops = _number(c.get("flops"))
+    rows = [
+        ("student parameters", _fmt(c.get("params"), ",.0f")),
+        ("forward-only tokens (no-grad scoring)", _fmt(c.get("forward_tokens"), ",.0f")),
+        ("trained tokens, forward + backward", _fmt(c.get("backward_tokens"), ",.0f")),
+        ("trained label tokens (kept candidates)", _fmt(c.get("trained_tokens"), ",.0f")),
+        ("estimated FLOPs (6 N x trained + 2 N x forward-only)", "–" if flops is None else f"{flops:.3g}"),
+    ]
+    if summary and "meta_steps" in summary:
+        rows.append(("MetaNet optimizer steps", _fmt(summary.get("meta_steps"), ",.0f")))
+    return rows
 
 
 # ---------------------------------------------------------------- the app
@@ -218,43 +280,28 @@ class Viewer:
     def train(self, request: Request) -> Response:
         key = request.path_params["key"]
         run = load_training(self.registry.get("training", key), self.registry)
-        lines, lp_source = series(run)
+        lines, sources = series(run)
         colors = charts.color_map(run.views)
-        figs = {
-            "pick_share": charts.line_chart(
-                lines["pick_share"],
-                title="Pick share per perspective (since the previous log line)",
-                y_label="share",
-                colors=colors,
-                y_min=0.0,
-            ),
-            "mean_weight": charts.line_chart(
-                lines["mean_weight"],
-                title="Mean weight of a pick per perspective",
-                y_label="weight",
-                colors=colors,
-                y_min=0.0,
-            ),
-            "L_p": charts.line_chart(
-                lines["L_p"],
-                title="Inertia-filtered loss L_p per perspective"
-                + (" (at each probe)" if lp_source == "probes" else ""),
-                y_label="loss",
-                colors=colors,
-            ),
-            "ta_reward": charts.line_chart(
-                lines["ta_reward"], title="TA reward (relative probe-loss decrease)", y_label="reward"
-            ),
-            "entropy": charts.line_chart(lines["entropy"], title="Policy entropy", y_label="nats", y_min=0.0),
-            "loss": charts.line_chart(lines["loss"], title="Training and probe loss", y_label="loss"),
-        }
+        figs, omitted = [], []
+        for name, title, y_label, opts, optional in TRAIN_CHARTS:
+            if optional and sources[name] is None:  # e.g. no MetaNet in this strategy: no chart at all
+                omitted.append(title.split(" (")[0])
+                continue
+            per_view = name in PER_VIEW
+            figs.append(
+                charts.line_chart(lines[name], title=title, y_label=y_label, colors=colors if per_view else None, **opts)
+            )
         views = run.summary["views"] if run.summary else {}
+        view_rows = [_view_row(name, v) for name, v in views.items()]
         final = charts.bars(
-            [(v, 100.0 * float(s.get("pick_share") or 0.0)) for v, s in views.items()],
-            title="Pick share over the whole run",
+            [(r["name"], r["in_subset_pct"]) for r in view_rows if r["in_subset_pct"] is not None],
+            title="In the subset over the whole run (% of the questions where the view was present)",
             unit="%",
+            max_value=100.0,
             colors=colors,
         )
+        compute = _compute_rows(run.summary)
+        used = {src for src in sources.values() if src}
         evals = [e for _, e in sorted(run.evals.items())]
         eval_chart = charts.bars(
             [
@@ -273,8 +320,11 @@ class Viewer:
             key=key,
             run=run,
             figs=figs,
+            omitted=omitted,
+            sources=sorted(used),
             final=final,
-            views=views,
+            view_rows=view_rows,
+            compute=compute,
             evals=evals,
             eval_chart=eval_chart,
             summary_file=rel(run.summary_file),

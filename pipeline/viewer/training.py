@@ -1,17 +1,25 @@
 """Read a MIND trainer ``output_dir``: what ``distill.trainer`` / ``distill.train`` / ``distill.evaluate`` write.
 
-- ``mind_summary.json`` (``MindTrainer.summary``): ``strategy``, ``feedback``, per view
-  ``picks`` / ``pick_share`` / ``mean_weight`` / ``L_p``, and ``probes``: one entry per probe
-  (``step``, ``probe_loss``, ``probe_ema``, ``L_p`` per view, and for ``mind`` ``ta_reward``,
-  ``ta_advantage``, ``ta_entropy``);
+- ``mind_summary.json`` (``MindTrainer.summary``, written when training ends): ``strategy``;
+  per view ``present`` / ``kept`` / ``in_subset`` / ``kept_share`` / ``mean_alpha`` /
+  ``mean_score`` / ``L_p``; ``compute`` (``params``, ``forward_tokens``, ``backward_tokens``,
+  ``trained_tokens``, ``flops``); ``history``: one entry per ``history_every`` optimizer steps
+  (``step``, ``subset_size``, per view ``in_subset`` / ``alpha`` / ``score`` / ``L_p``, ``flops``
+  and, when the strategy has them, ``consistency``, ``meta_loss``, ``meta_top1``,
+  ``meta_spearman``); optional ``meta_steps``;
 - ``trainer_state.json`` (Hugging Face ``Trainer``; in ``output_dir`` after ``save_state`` or in
   each ``checkpoint-N/``): ``log_history`` entries with ``step``, ``loss`` and the trainer's
-  ``mind/*`` metrics (``mind/pick_share/<view>``, ``mind/mean_weight/<view>``,
-  ``mind/L_p/<view>``, ``mind/L``, ``mind/S``, ``mind/policy_entropy``, ``mind/ta_reward``, ...);
+  ``mind/*`` metrics averaged over each logging step (``mind/in_subset/<view>``,
+  ``mind/alpha/<view>``, ``mind/score/<view>``, ``mind/L_p/<view>``, ``mind/subset_size``,
+  ``mind/consistency``, ``mind/meta_loss``, ``mind/meta_top1``, ``mind/meta_spearman``,
+  ``mind/flops``);
 - evaluation: ``eval_results.json`` (split -> summary) and ``eval/<split>.parquet`` (predictions,
   the summary in the schema metadata under ``mind.eval``).
 
-Every file is checked to lie inside DIR; a malformed one raises :class:`DataError` naming it.
+Every file is checked to lie inside DIR; a malformed one raises :class:`DataError` naming it. A
+``mind_summary.json`` of the trainer before its rewrite (``probes``, ``pick_share``, no
+``history``) is refused the same way, saying so; an old ``trainer_state.json`` alone is read, but
+its ``mind/*`` metrics are not charted (a note on the page says so).
 """
 
 from __future__ import annotations
@@ -61,22 +69,42 @@ class TrainingRun:
         return self.state["log_history"] if self.state else []
 
     @property
-    def probes(self) -> list[dict[str, Any]]:
-        return self.summary.get("probes", []) if self.summary else []
+    def history(self) -> list[dict[str, Any]]:
+        return self.summary["history"] if self.summary else []
+
+    @property
+    def strategy(self) -> str | None:
+        return str(self.summary["strategy"]) if self.summary and self.summary.get("strategy") is not None else None
+
+    @property
+    def flops(self) -> float | None:
+        """Estimated training FLOPs: the summary's compute account, else the last logged ``mind/flops``."""
+        compute = self.summary.get("compute") if self.summary else None
+        if isinstance(compute, dict) and _num(compute.get("flops")) is not None:
+            return _num(compute["flops"])
+        logged = [f for e in self.log if (f := _num(e.get("mind/flops"))) is not None]
+        return logged[-1] if logged else None
 
     @property
     def views(self) -> list[str]:
         if self.summary:
             return list(self.summary["views"])
-        names = {k.split("/", 2)[2] for e in self.log for k in e if k.startswith("mind/pick_share/")}
+        names = {k.split("/", 2)[2] for e in self.log for k in e if k.startswith(PER_VIEW_LOG)}
         return sorted(names)
 
     @property
     def steps(self) -> int | None:
         if self.state and isinstance(self.state.get("global_step"), int):
             return self.state["global_step"]
-        steps = [e["step"] for e in self.log + self.probes if isinstance(e.get("step"), int | float)]
+        steps = [e["step"] for e in self.log + self.history if _num(e.get("step")) is not None]
         return int(max(steps)) if steps else None
+
+
+PER_VIEW = ("in_subset", "alpha", "score", "L_p")  # per-view series: history[i][name][view], log "mind/name/view"
+PER_VIEW_LOG = tuple(f"mind/{k}/" for k in PER_VIEW)
+OLD_SUMMARY_KEYS = ("probes", "feedback")  # the trainer before the MetaNet rewrite
+OLD_VIEW_KEYS = ("picks", "pick_share", "mean_weight")
+OLD_LOG_PREFIXES = ("mind/pick_share/", "mind/mean_weight/", "mind/probe_loss", "mind/ta_reward")
 
 
 def _read_json(path: Path) -> Any:
@@ -103,17 +131,10 @@ def load_training(entry: Entry, registry: Registry) -> TrainingRun:
     run = TrainingRun(entry.key, d)
     summary_file = d / "mind_summary.json"
     if summary_file.is_file():
-        data = _read_json(registry.inside(summary_file))
-        if not isinstance(data, dict) or not isinstance(data.get("views"), dict):
-            raise DataError(summary_file, "expected an object with 'views' (per perspective: picks, pick_share, ...)")
-        for name, v in data["views"].items():
-            if not isinstance(v, dict):
-                raise DataError(summary_file, f"views.{name}: expected an object")
-        if not isinstance(data.get("probes", []), list):
-            raise DataError(summary_file, "'probes' must be a list")
-        run.summary, run.summary_file = data, summary_file
+        run.summary = _check_summary(_read_json(registry.inside(summary_file)), summary_file)
+        run.summary_file = summary_file
     else:
-        run.notes.append("no mind_summary.json (written when training finishes)")
+        run.notes.append("no mind_summary.json (written when training finishes): no totals or compute account")
     state_file = d / "trainer_state.json" if (d / "trainer_state.json").is_file() else _latest_checkpoint_state(d)
     if state_file is not None:
         data = _read_json(registry.inside(state_file))
@@ -122,13 +143,46 @@ def load_training(entry: Entry, registry: Registry) -> TrainingRun:
         if not all(isinstance(e, dict) for e in data["log_history"]):
             raise DataError(state_file, "'log_history' entries must be objects")
         run.state, run.state_file = data, state_file
+        if not run.views and any(k.startswith(OLD_LOG_PREFIXES) for e in run.log for k in e):
+            run.notes.append(
+                f"{state_file.name} holds the metrics of an older trainer (mind/pick_share/..., probes): "
+                "only the training loss is charted"
+            )
     else:
         run.notes.append(
-            "no trainer_state.json: the logged metrics over steps (pick share, weights) are saved with checkpoints "
-            "(e.g. --save_strategy steps)"
+            "no trainer_state.json: the training loss over steps is saved with checkpoints (e.g. --save_strategy "
+            "steps); the other charts come from mind_summary.json's history"
         )
     run.evals = _load_evals(d, registry)
     return run
+
+
+def _check_summary(data: Any, path: Path) -> dict[str, Any]:
+    """``mind_summary.json`` as ``MindTrainer.summary`` writes it, or :class:`DataError`."""
+    if not isinstance(data, dict) or not isinstance(data.get("views"), dict):
+        raise DataError(path, "expected an object with 'views' (per perspective: present, kept, in_subset, ...)")
+    for name, v in data["views"].items():
+        if not isinstance(v, dict):
+            raise DataError(path, f"views.{name}: expected an object")
+    old = [k for k in OLD_SUMMARY_KEYS if k in data]
+    old += sorted({k for v in data["views"].values() for k in OLD_VIEW_KEYS if k in v})
+    if old and "history" not in data:
+        raise DataError(
+            path,
+            f"written by an older MIND trainer ({', '.join(old)}; no 'history'): this viewer reads the format "
+            "of the current distill.trainer (views with present / kept / in_subset, compute, history)",
+        )
+    if not isinstance(data.get("history"), list):
+        raise DataError(path, "expected a 'history' list (one entry per history_every steps)")
+    for i, e in enumerate(data["history"]):
+        if not isinstance(e, dict):
+            raise DataError(path, f"history[{i}]: expected an object")
+        for k in PER_VIEW:
+            if not isinstance(e.get(k, {}), dict):
+                raise DataError(path, f"history[{i}].{k}: expected an object (view -> value)")
+    if not isinstance(data.get("compute", {}), dict):
+        raise DataError(path, "'compute' must be an object (params, forward_tokens, ...)")
+    return data
 
 
 def _load_evals(d: Path, registry: Registry) -> dict[str, dict[str, Any]]:
@@ -163,50 +217,50 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
-def _from(entries: list[dict[str, Any]], key: str, unless_zero: str | None = None) -> list[tuple[float, float]]:
-    """``(step, entry[key])`` of the entries that have both as finite numbers (and, with
-    ``unless_zero``, a non-zero value under that key)."""
+def _from(entries: list[dict[str, Any]], key: str, view: str | None = None) -> list[tuple[float, float]]:
+    """``(step, entry[key])`` (or ``entry[key][view]``) of the entries that have both as finite numbers."""
     out = []
     for e in entries:
-        x, y = _num(e.get("step")), _num(e.get(key))
-        if x is not None and y is not None and (unless_zero is None or _num(e.get(unless_zero))):
+        y = e.get(key)
+        if view is not None:
+            y = y.get(view) if isinstance(y, dict) else None
+        x, y = _num(e.get("step")), _num(y)
+        if x is not None and y is not None:
             out.append((x, y))
     return out
 
 
-def series(run: TrainingRun) -> tuple[dict[str, Series], str]:
+# chart -> its lines: (line name, history key, log key); per-view charts have one line per view
+SCALAR_CHARTS: dict[str, list[tuple[str, str]]] = {
+    "subset_size": [("kept candidates per question", "subset_size")],
+    "consistency": [("consistency loss", "consistency")],
+    "meta_loss": [("L_meta", "meta_loss")],
+    "meta_rank": [("top-1 agreement", "meta_top1"), ("Spearman rank correlation", "meta_spearman")],
+}
+
+
+def series(run: TrainingRun) -> tuple[dict[str, Series], dict[str, str | None]]:
     """Every chart's lines (chart -> line -> [(step, value)], empty when the files lack them) and
-    where ``L_p`` came from: ``log`` (trainer_state.json, every logging step) or ``probes``."""
-    views, log, probes = run.views, run.log, run.probes
-    lp = {v: _from(log, f"mind/L_p/{v}") for v in views}
-    lp_source = "log"
-    if not any(lp.values()):  # no trainer_state: the probe history has L_p per probe
-        lp = {
-            v: [
-                (p["step"], p["L_p"][v])
-                for p in probes
-                if _num(p.get("step")) is not None
-                and isinstance(p.get("L_p"), dict)
-                and _num(p["L_p"].get(v)) is not None
-            ]
-            for v in views
-        }
-        lp_source = "probes"
-    if global_l := _from(log, "mind/L"):
-        lp["L (all views)"] = global_l
-    charts = {
-        "pick_share": {v: _from(log, f"mind/pick_share/{v}") for v in views},
-        # the trainer logs a weight of 0 for a view not picked since the last log line: no point there
-        "mean_weight": {v: _from(log, f"mind/mean_weight/{v}", unless_zero=f"mind/pick_share/{v}") for v in views},
-        "L_p": lp,
-        "ta_reward": {"TA reward": _from(probes, "ta_reward") or _from(log, "mind/ta_reward")},
-        "entropy": {
-            "policy entropy": _from(log, "mind/policy_entropy"),
-            "TA entropy (probe)": _from(probes, "ta_entropy"),
-        },
-        "loss": {"training loss": _from(log, "loss"), "probe loss": _from(probes, "probe_loss")},
-    }
-    return charts, lp_source
+    where each chart's lines came from: ``history`` (mind_summary.json, one point per
+    ``history_every`` steps), ``log`` (trainer_state.json, one per logging step; used when the
+    history has nothing for that chart) or None (neither has it)."""
+    views, log, history = run.views, run.log, run.history
+    charts: dict[str, Series] = {}
+    sources: dict[str, str | None] = {}
+
+    def pick(name: str, from_history: Series, from_log: Series) -> None:
+        if any(from_history.values()):
+            charts[name], sources[name] = from_history, "history"
+        else:
+            charts[name], sources[name] = from_log, ("log" if any(from_log.values()) else None)
+
+    for k in PER_VIEW:
+        pick(k, {v: _from(history, k, v) for v in views}, {v: _from(log, f"mind/{k}/{v}") for v in views})
+    for name, lines in SCALAR_CHARTS.items():
+        pick(name, {line: _from(history, key) for line, key in lines}, {line: _from(log, f"mind/{key}") for line, key in lines})
+    charts["loss"] = {"training loss": _from(log, "loss")}
+    sources["loss"] = "log" if charts["loss"]["training loss"] else None
+    return charts, sources
 
 
 # ---------------------------------------------------------------- predictions (DuckDB, paginated)
