@@ -1,7 +1,8 @@
-"""The browse and evaluate benchmarks' core functions at a tiny size: they run and give their keys.
+"""The browse, evaluate and trainer benchmarks' core functions at a tiny size: they run and give their keys.
 
 No timing is asserted (the numbers of a tiny run on a shared machine mean nothing); the full
-benchmarks are ``python -m benchmarks.browse`` and ``python -m benchmarks.evaluate``.
+benchmarks are ``python -m benchmarks.browse``, ``python -m benchmarks.evaluate`` and
+``python -m benchmarks.trainer``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pytest
 
 from benchmarks import browse as browse_bench
 from benchmarks import evaluate as evaluate_bench
+from benchmarks import trainer as trainer_bench
 
 
 @pytest.mark.slow  # six child processes (one per browse operation)
@@ -62,3 +64,24 @@ def test_evaluate_benchmark_tiny(tiny_lm_dirs: dict[str, Path]) -> None:
     assert headline["batched_over_loop"] > 0 and headline["predictions_identical"] is True
     assert headline["torch_threads"] == 1 and headline["student"] == "given by the caller"
     assert set(results["targets_met"]) == {"batched_over_loop", "predictions_identical"}
+
+
+@pytest.mark.slow  # the --quick sizes: a timing process and two memory processes (about a minute and a half)
+def test_trainer_benchmark_quick() -> None:
+    results = trainer_bench.run_benchmark(dict(trainer_bench.SIZES["quick"]), progress=False)
+    headline = results["headline"]
+    targets = {"mind_over_all", "mem_mind_over_all", "meta_share", "all_over_sft"}
+    assert set(results["targets_met"]) == targets
+    for key in (*targets, "mind_separate_over_all", "meta_share_separate"):
+        assert headline[key] > 0, key
+    assert headline["meta_share"] < 1 and headline["meta_warmup_steps"] < results["sizes"]["warmup_steps"]
+    assert set(headline["s_per_step"]) == set(trainer_bench.HEADLINE_CONFIGS)
+    # the same rows per step: TRL's SFT, all and mind (shared scoring) run fwd+bwd over the same tokens;
+    # separate scoring adds a no-grad forward over every candidate
+    compute = results["compute_per_step"]
+    assert compute["sft"]["backward_tokens"] == compute["all"]["backward_tokens"] == compute["mind"]["backward_tokens"]
+    assert compute["sft"]["trained_tokens"] == compute["all"]["trained_tokens"]
+    assert compute["mind"]["forward_tokens"] == 0
+    assert compute["mind_separate"]["forward_tokens"] == compute["all"]["backward_tokens"]
+    timers = results["timers_s_per_step"]["mind"]
+    assert timers["Mind.plan"] > 0 and timers["Mind.end_of_step"] > 0 and timers["answer_consistency"] > 0
