@@ -27,7 +27,8 @@ it stopped. Steps (settings in the YAML config; ``--quick`` shrinks them for a s
    tokens, estimated FLOPs), per-view in-subset and kept shares, wall time, full config; the tuning
    search; the summary; MIND's per-view in-subset share, mean weight alpha and ``L_p`` over steps
    from its ``mind_summary.json`` history), ``docs/results.md`` (tables, mean +- std over seeds; a
-   hand-written analysis between ``<!-- BEGIN ANALYSIS -->`` and ``<!-- END ANALYSIS -->`` is
+   hand-written analysis between ``<!-- BEGIN ANALYSIS -->`` and ``<!-- END ANALYSIS -->``, and a
+   history of earlier results between ``<!-- BEGIN HISTORY -->`` and ``<!-- END HISTORY -->``, are
    carried over when the file is rewritten) and PNG plots beside it.
    The last stdout line is a JSON object with the headline (mean accuracy per strategy and split).
 """
@@ -61,6 +62,7 @@ SPLITS = ("test", "ood_steps", "ood_template", "retention")
 COMPUTE_KEYS = ("flops", "backward_tokens", "forward_tokens")
 DOCS = REPO_ROOT / "docs"
 ANALYSIS = re.compile(r"<!-- BEGIN ANALYSIS -->.*?<!-- END ANALYSIS -->", re.S)
+HISTORY = re.compile(r"<!-- BEGIN HISTORY -->.*?<!-- END HISTORY -->", re.S)  # earlier results, kept at the end
 
 #: --quick: a smoke run of the whole pipeline (minutes, numbers meaningless)
 QUICK = {
@@ -527,6 +529,8 @@ def write_markdown(results: dict[str, Any], images: list[Path], path: Path) -> N
     found = ANALYSIS.search(old)
     analysis = found.group(0) if found else "<!-- BEGIN ANALYSIS -->\n(analysis to be written)\n<!-- END ANALYSIS -->"
     lines[2:2] = ["", analysis, ""]
+    if history := HISTORY.search(old):
+        lines += [history.group(0), ""]
     path.write_text("\n".join(lines) + "\n")
 
 

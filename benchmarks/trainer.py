@@ -214,7 +214,7 @@ class Setup:
             spec["data"], self.tokenizer, resolve_style(self.tokenizer, "auto"), include_incorrect=True,
             max_length=spec["max_length"], answer_template=template or None,
         )  # fmt: skip
-        self.train, _, _ = held_out_split(questions, 0, 0, SEED)  # as distill.train without validation
+        self.train, _ = held_out_split(questions, 0, SEED)  # as distill.train without validation
         per_question = sorted({len(q.views) for q in self.train})
         assert per_question == [len(PERSPECTIVES)], f"candidates per question: {per_question}"
         # the SFT data: every candidate an independent prompt/completion row, a question's rows

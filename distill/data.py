@@ -4,8 +4,8 @@ A *view* is one (perspective, teacher) pair; a question's *candidates* are its v
 at least one usable rationale (verified correct by default). When a view has several samples,
 one is drawn per epoch (seeded). Shards are read only through ``data_schemas``.
 
-Held-out questions (the probe set and an optional validation set) are chosen by a hash of the
-question id, so the split is stable and they never appear in training.
+Held-out questions (an optional validation set) are chosen by a hash of the question id, so the
+split is stable and they never appear in training.
 """
 
 from __future__ import annotations
@@ -142,18 +142,17 @@ def load_questions_with_candidates(
 
 
 def held_out_split(
-    questions: Sequence[QuestionCandidates], probe: int, validation: int, seed: int
-) -> tuple[list[QuestionCandidates], list[QuestionCandidates], list[QuestionCandidates]]:
-    """``(train, probe, validation)`` by a seeded hash of the question id (stable, disjoint)."""
-    if probe + validation >= len(questions):
+    questions: Sequence[QuestionCandidates], validation: int, seed: int
+) -> tuple[list[QuestionCandidates], list[QuestionCandidates]]:
+    """``(train, validation)`` by a seeded hash of the question id (stable, disjoint)."""
+    if validation >= len(questions):
         raise ContractError(
-            "data", f"{len(questions)} questions cannot give {probe} probe + {validation} validation questions "
-            "and still leave training data",
+            "data", f"{len(questions)} questions cannot give {validation} validation questions and still leave training data"
         )
     order = sorted(questions, key=lambda q: stable_hash(seed, "held-out", q.question_id))
-    probe_set, val_set, train = order[:probe], order[probe : probe + validation], order[probe + validation :]
+    val_set, train = order[:validation], order[validation:]
     train.sort(key=lambda q: q.question_id)
-    return train, probe_set, val_set
+    return train, val_set
 
 
 class CandidateStore:

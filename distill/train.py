@@ -101,7 +101,7 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
         print(f"data: {line}", file=sys.stderr)
     if report.questions_without_candidate:
         logger.warning("%d question(s) had no usable candidate and were skipped", report.questions_without_candidate)
-    train_qs, _, validation = held_out_split(questions, 0, args.validation_questions, args.seed)
+    train_qs, validation = held_out_split(questions, args.validation_questions, args.seed)
     store = CandidateStore(train_qs, len(views), args.seed)
     print(f"data: {len(train_qs)} training questions, {len(validation)} validation (held out)", file=sys.stderr)
     encoder_reps = None

@@ -82,14 +82,16 @@ def test_quality_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
     assert "MIND minus each other strategy" in md
     assert len(results["invocations"]) == 1 and results["total_wall_seconds"] > 0 and results["busy_wall_seconds"] > 0
 
-    # resumable: nothing is trained again, and a hand-written analysis survives the rewrite
-    (tmp_path / "docs" / "results.md").write_text(md.replace("(analysis to be written)", "MIND wins, or not."))
+    # resumable: nothing is trained again; a hand-written analysis and the history survive the rewrite
+    history = "<!-- BEGIN HISTORY -->\n## History: an earlier method\n<!-- END HISTORY -->"
+    (tmp_path / "docs" / "results.md").write_text(md.replace("(analysis to be written)", "MIND wins, or not.") + history)
     assert quality.main(argv) == 0
     again = json.loads((tmp_path / "quality.json").read_text())
     assert again["runs_executed"] == 0
     assert len(again["invocations"]) == 2 and again["total_wall_seconds"] > results["total_wall_seconds"]
     assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in runs]
-    assert "MIND wins, or not." in (tmp_path / "docs" / "results.md").read_text()
+    rewritten = (tmp_path / "docs" / "results.md").read_text()
+    assert "MIND wins, or not." in rewritten and rewritten.rstrip().endswith(history)
 
 
 def test_quality_config_errors(tmp_path):

@@ -93,7 +93,7 @@ def split_questions(assets: TrainerAssets, held_out: int = 6, seed: int = 0, max
     from distill.data import held_out_split
 
     qs, views = load_questions(assets, max_length)
-    train, _, held = held_out_split(qs, 0, held_out, seed)
+    train, held = held_out_split(qs, held_out, seed)
     return train, held, views
 
 
