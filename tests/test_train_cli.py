@@ -335,3 +335,26 @@ def test_meta_encoder_from_a_local_sentence_transformers_model(trainer_assets, t
     state = torch.load(out / f"checkpoint-{MAX_STEPS}" / "mind_state.pt", weights_only=False)
     assert state["strategy"]["metanet"]["rep_in.1.weight"].shape[1] == dim
     assert "meta_loss" in json.loads((out / "mind_summary.json").read_text())["history"][-1]
+
+
+# ------------------------------------------------------------------ real-format data
+def test_mind_trains_on_ingested_mentor_kd_rationales(shared_data, trainer_assets, tmp_path, capsys) -> None:  # noqa: F811
+    """Real teacher rationales (mentor-kd SVAMP, three per question, re-verified on ingest) through
+    the MetaNet: the canonical answer line replaces nothing it should not, spans exist for every
+    candidate, and MIND trains on them."""
+    from distill.data import load_questions_with_candidates
+    from pipeline.ingest import main as ingest
+    from tests.trainer_fixtures import load_tokenizer
+
+    data = tmp_path / "mentor"
+    assert ingest(["mentor-kd", str(shared_data / "mentor_kd" / "svamp_3_train.json"), "--out", str(data)]) == 0
+    capsys.readouterr()
+    questions, views, _ = load_questions_with_candidates(data, load_tokenizer(trainer_assets), "plain", max_length=512)
+    assert len(questions) > 600 and views == ["default"]
+    assert all(n > 0 for q in questions for v in q.views for n in v.answer_lens)
+    out = tmp_path / "out"
+    argv = _args(trainer_assets.model_dir, data, out, "--strategy", "mind", "--max_length", "512", splits="")
+    code, result, err = _run(capsys, argv)
+    assert code == 0, err[-3000:]
+    assert result["steps"] == MAX_STEPS and result["compute"]["backward_tokens"] > 0
+    assert "meta_loss" in json.loads((out / "mind_summary.json").read_text())["history"][-1]
