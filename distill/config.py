@@ -147,6 +147,8 @@ class MindConfig(SFTConfig):
         for flag, ok, want in checks:
             if not ok:
                 raise ValueError(f"--{flag} must be {want}, got {getattr(self, flag)!r}")
+        if self.meta_encoder and self.strategy != "mind":
+            raise ValueError(f"--meta_encoder is only used by --strategy mind (got --strategy {self.strategy})")
         if not self.answer_template and (self.consistency_weight > 0 and self.strategy in ("mind", "instant", "mcc_kd")):
             raise ValueError("--consistency_weight > 0 needs an answer span: set --answer_template (or --consistency_weight 0)")
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:

@@ -416,6 +416,14 @@ def test_bad_flags_fail_before_training_naming_the_flag(flag, value):
         mind_config("unused", **{flag: value})
 
 
+def test_flags_that_only_one_strategy_reads_are_refused_elsewhere():
+    with pytest.raises(ValueError, match="--meta_encoder is only used by --strategy mind"):
+        mind_config("unused", strategy="all", meta_encoder="/models/encoder")
+    with pytest.raises(ValueError, match="--consistency_weight > 0 needs an answer span"):
+        mind_config("unused", strategy="mind", answer_template="")
+    assert mind_config("unused", strategy="all", answer_template="").answer_template == ""
+
+
 # ---------------------------------------------------------------- 7. non-finite loss
 class _PoisonAfterSave(TrainerCallback):
     """After the checkpoint of ``step`` is written, put an inf into one weight (a diverged update)."""
