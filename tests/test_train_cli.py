@@ -316,19 +316,20 @@ def test_scratch_student(trainer_assets, tmp_path, capsys) -> None:  # noqa: F81
 def test_meta_encoder_from_a_local_sentence_transformers_model(trainer_assets, tmp_path, capsys) -> None:  # noqa: F811
     """``--meta_encoder``: a sentence-transformers model built here (the tiny Llama + mean pooling)."""
     pytest.importorskip("sentence_transformers")
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-    backbone = models.Transformer(str(trainer_assets.model_dir), max_seq_length=128)
+    backbone = Transformer(str(trainer_assets.model_dir), max_seq_length=128)
     if backbone.tokenizer.pad_token is None:
         backbone.tokenizer.pad_token = backbone.tokenizer.eos_token
-    pooling = models.Pooling(backbone.get_word_embedding_dimension(), pooling_mode="mean")
+    dim = backbone.get_embedding_dimension()
+    pooling = Pooling(dim, pooling_mode="mean")
     encoder_dir = tmp_path / "encoder"
     SentenceTransformer(modules=[backbone, pooling], device="cpu").save(str(encoder_dir))
     out = tmp_path / "out"
     argv = _args(trainer_assets.model_dir, trainer_assets.data_dir, out, "--strategy", "mind", "--meta_encoder", str(encoder_dir), splits="")
     code, result, err = _run(capsys, argv)
     assert code == 0, err[-3000:]
-    dim = backbone.get_word_embedding_dimension()
     assert f"meta encoder: {encoder_dir} ({dim}-d" in err
     import torch
 
