@@ -34,9 +34,9 @@ def fuse_candidates(
     *, beta: float, tau: float, enabled: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """:func:`fuse` on flat per-candidate ``scores`` (one entry per candidate row): ``(keep, alpha)`` flat."""
-    dense = torch.zeros(num_questions, num_views, dtype=scores.dtype)
-    mask = torch.zeros(num_questions, num_views, dtype=torch.bool)
-    dense[groups, views] = scores.detach()
-    mask[groups, views] = True
+    from distill.metanet import to_dense  # the dense [questions, views] layout the MetaNet uses too
+
+    dense = to_dense(scores.detach(), groups, views, num_questions, num_views)
+    mask = to_dense(torch.ones_like(groups, dtype=torch.bool), groups, views, num_questions, num_views, fill=False)
     keep, alpha = fuse(dense, mask, beta=beta, tau=tau, enabled=enabled)
     return keep[groups, views], alpha[groups, views]

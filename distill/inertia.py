@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 EPS = 1e-6
+FAST_BETA = 0.5  # momentum of the fast per-view EMA F_p (the trend F_p - L_p)
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Ema:
 class InertiaStats:
     """Global L and spread S, per view slow L_p and fast F_p, per candidate EMA loss and age."""
 
-    def __init__(self, num_views: int, num_candidates: int, beta: float, beta_fast: float):
+    def __init__(self, num_views: int, num_candidates: int, beta: float, beta_fast: float = FAST_BETA):
         self.beta, self.beta_fast = beta, beta_fast
         self.global_loss = Ema(beta)
         self.global_var = Ema(beta)

@@ -73,7 +73,7 @@ class MindState:
 
     def __init__(self, args: MindConfig, views: list[str], num_candidates: int, num_params: int):
         self.views = views
-        self.stats = InertiaStats(len(views), num_candidates, args.inertia_beta, 0.5)
+        self.stats = InertiaStats(len(views), num_candidates, args.inertia_beta)
         self.num_params = num_params
         self.totals: dict[str, Any] = {
             "present": [0] * len(views),  # questions in which the view was a candidate
@@ -225,12 +225,12 @@ class MindTrainer(SFTTrainer):
         batch = self._step_batch(inputs)
         frozen = strategy.student_frozen(batch.step)
         tokens = inputs["attention_mask"].sum(dim=1).cpu()
-        all_rows = torch.arange(batch.n, device=inputs["input_ids"].device)
         answers = args.consistency_weight > 0 and args.strategy in CONSISTENT and bool(args.answer_template)
         forward_tokens = backward_tokens = 0
         scored, shared = None, None
         if strategy.needs_scores:
             if args.scoring == "shared" and not frozen:
+                all_rows = torch.arange(batch.n, device=inputs["input_ids"].device)
                 shared = self._forward(model, inputs, all_rows, reps=strategy.needs_reps, answers=answers)
                 reps = shared.reps.cpu() if shared.reps is not None else None
                 scored = Scored(shared.nll.detach().cpu().to(torch.float64), reps)
@@ -349,22 +349,18 @@ class MindTrainer(SFTTrainer):
                 if p["scores"] is not None:
                     score[v] += float(p["scores"][i])
                     scored[v] += 1
-        t = m.totals
+        step = {"present": present, "kept": kept, "alpha": alpha, "score": score, "scored": scored}
         for v, name in enumerate(m.views):
-            t["present"][v] += present[v]
-            t["kept"][v] += kept[v]
-            t["alpha"][v] += alpha[v]
-            t["score"][v] += score[v]
-            t["scored"][v] += scored[v]
+            w = m.window.setdefault(name, dict.fromkeys(step, 0))
+            for key, counts in step.items():
+                m.totals[key][v] += counts[v]
+                w[key] += counts[v]
             if present[v]:
                 log[f"mind/in_subset/{name}"].append(kept[v] / present[v])
             if kept[v]:
                 log[f"mind/alpha/{name}"].append(alpha[v] / kept[v])
             if scored[v]:
                 log[f"mind/score/{name}"].append(score[v] / scored[v])
-            w = m.window.setdefault(name, {"present": 0, "kept": 0, "alpha": 0.0, "score": 0.0, "scored": 0})
-            for key, val in (("present", present[v]), ("kept", kept[v]), ("alpha", alpha[v]), ("score", score[v]), ("scored", scored[v])):
-                w[key] += val
         return sums
 
     def _window_add(self, metrics: dict[str, float], sums: Counter, global_step: int) -> None:

@@ -80,15 +80,20 @@ class _PlanSpy:
         return plan
 
 # ---------------------------------------------------------------- 1. per-candidate loss
-def test_sequence_nll_matches_hand_computation(trainer_assets):
+def _fused_model_and_batch(assets, questions: int):
+    """The tiny student with TRL's fused LM head, its collated first ``questions`` training questions, and their store."""
     from trl.trainer.utils import add_fused_lm_head
 
-    model = load_model(trainer_assets)
+    model = load_model(assets)
     add_fused_lm_head(model)
-    tok = load_tokenizer(trainer_assets)
-    train, _, views = split_questions(trainer_assets)
-    store = CandidateStore(train[:3], len(views), seed=0)
-    batch = CandidateCollator(store, tok.pad_token_id)([{"question_index": i} for i in range(3)])
+    train, _, views = split_questions(assets)
+    store = CandidateStore(train[:questions], len(views), seed=0)
+    batch = CandidateCollator(store, load_tokenizer(assets).pad_token_id)([{"question_index": i} for i in range(questions)])
+    return model, batch, store
+
+
+def test_sequence_nll_matches_hand_computation(trainer_assets):
+    model, batch, store = _fused_model_and_batch(trainer_assets, 3)
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["cand_labels"]
     lengths = mask.sum(dim=1)
     assert lengths.min() < ids.shape[1], "the batch must contain right padding"
@@ -118,14 +123,7 @@ def test_sequence_nll_matches_hand_computation(trainer_assets):
 
 def test_student_forward_representation_and_answer_distributions(trainer_assets):
     """The pooled hidden state and the answer-span log-distributions equal a plain forward's."""
-    from trl.trainer.utils import add_fused_lm_head
-
-    model = load_model(trainer_assets)
-    add_fused_lm_head(model)
-    tok = load_tokenizer(trainer_assets)
-    train, _, views = split_questions(trainer_assets)
-    store = CandidateStore(train[:2], len(views), seed=0)
-    b = CandidateCollator(store, tok.pad_token_id)([{"question_index": i} for i in range(2)])
+    model, b, _ = _fused_model_and_batch(trainer_assets, 2)
     with torch.no_grad():
         out = student_forward(
             model, b["input_ids"], b["attention_mask"], b["cand_labels"], answer_start=b["cand_answer_start"],
