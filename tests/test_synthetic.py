@@ -240,3 +240,89 @@ def test_cli_end_to_end_and_idempotent(tmp_path, capsys):
         assert again.stats == manifest.stats
     # a different configuration refuses to mix into the same folder
     assert main([*argv[:-4], "--slip-rate", "0.3", "--quiet"]) == 2
+
+
+# ---------------------------------------------------------------- per-step slips
+def _one_step(problem):
+    import dataclasses
+
+    step = problem.steps[0]
+    return dataclasses.replace(problem, steps=(step,), answer=step.result, step_template_ids=problem.step_template_ids[:1])
+
+
+def test_default_noise_is_unchanged_by_per_step_option(train):
+    import hashlib
+
+    # digest of texts written before slip_per_step existed (same problems, seeds and rates)
+    teacher = ReferenceTeacher(NoiseConfig(slip_rate=0.2, flaw_rate=0.2))
+    h = hashlib.sha256()
+    for i, p in enumerate(train[:40]):
+        for perspective in PERSPECTIVES:
+            h.update(teacher.write(p, perspective, seed=i * 7 + 1).text.encode())
+            h.update(b"\0")
+    assert h.hexdigest()[:16] == "08e1187f6a2e6733"
+    assert NoiseConfig(slip_rate=0.2, flaw_rate=0.2).to_dict() == {
+        "slip_rate": 0.2, "flaw_rate": 0.2, "per_perspective": {},
+    }  # fmt: skip  # feeds run ids of existing data: no new key unless set
+    assert NoiseConfig(slip_rate=0.2, slip_per_step=True).to_dict()["slip_per_step"] is True
+    # a rate of 0 or 1 is the same per step as per rationale
+    for rate in (0.0, 1.0):
+        a = ReferenceTeacher(NoiseConfig(slip_rate=rate))
+        b = ReferenceTeacher(NoiseConfig(slip_rate=rate, slip_per_step=True))
+        assert [a.write(p, "stepwise", i) for i, p in enumerate(train[:30])] == [
+            b.write(p, "stepwise", i) for i, p in enumerate(train[:30])
+        ]
+    with pytest.raises(ValueError, match="slip_per_step"):
+        NoiseConfig(slip_per_step="yes")
+
+
+def test_per_step_slips_make_longer_problems_fail_more(train):
+    rate, n = 0.1, 4000
+    two_step = [p for p in train if len(p.steps) == 2]
+    one_step = [_one_step(p) for p in two_step]
+
+    def slip_frequency(noise: NoiseConfig, problems: list) -> float:
+        teacher = ReferenceTeacher(noise)
+        outs = [teacher.write(problems[i % len(problems)], PERSPECTIVES[i % len(PERSPECTIVES)], seed=i) for i in range(n)]
+        for i, out in enumerate(outs):
+            p = problems[i % len(problems)]
+            assert (out.answer != p.answer) is (out.noise == "slip")
+        return sum(o.noise == "slip" for o in outs) / n
+
+    per_step = NoiseConfig(slip_rate=rate, flaw_rate=0.05, slip_per_step=True)
+    one, two = slip_frequency(per_step, one_step), slip_frequency(per_step, two_step)
+    assert abs(one - rate) < 0.025
+    assert abs(two - (1 - (1 - rate) ** 2)) < 0.025
+    assert two > one + 0.05
+    # per rationale (the default), the step count does not matter
+    flat = NoiseConfig(slip_rate=rate, flaw_rate=0.05)
+    assert abs(slip_frequency(flat, two_step) - rate) < 0.025
+    # flaws keep their rate (2-step problems can carry one in every perspective)
+    teacher = ReferenceTeacher(per_step)
+    flaws = sum(teacher.write(two_step[i % len(two_step)], "stepwise", seed=i).noise == "flaw" for i in range(n))
+    assert abs(flaws / n - 0.05) < 0.015
+
+
+def test_per_step_option_through_the_synthetic_backend(tmp_path):
+    from pipeline.synthesis import iter_question_shards, load_config, run_shard
+    from pipeline.teachers import TeacherSpec, make_teacher
+
+    options = {"slip_rate": 0.1, "flaw_rate": 0.05, "slip_per_step": True}
+    teacher = make_teacher({"backend": "synthetic", "options": options})
+    assert teacher.config.slip_per_step is True and teacher.teacher.noise.slip_per_step is True
+    assert make_teacher({"backend": "synthetic"}).teacher.noise.slip_per_step is False
+    with pytest.raises(ValueError, match=r"unknown synthetic option\(s\) \['slip_per_stp'\]"):
+        TeacherSpec(backend="synthetic", options={"slip_per_stp": True})
+    with pytest.raises(ValueError, match="slip_per_step"):
+        make_teacher({"backend": "synthetic", "options": {"slip_per_step": "maybe"}})
+
+    # end to end: a synthesis config with the key writes rows; the option changes the run id
+    cfg = load_config(num_questions=6, samples=2, shard_size=10, teachers=[{"backend": "synthetic", "options": options}])
+    flat = load_config(num_questions=6, samples=2, shard_size=10,
+                       teachers=[{"backend": "synthetic", "options": {"slip_rate": 0.1, "flaw_rate": 0.05}}])  # fmt: skip
+    assert cfg.run_id() != flat.run_id()
+    run_id = cfg.run_id()
+    results = [run_shard(cfg, tmp_path / run_id, run_id, name, qs) for name, qs in iter_question_shards(cfg)]
+    assert sum(r.rows for r in results) == 6 * len(PERSPECTIVES) * 2
+    rows = read_rationales(tmp_path / run_id).to_pylist()
+    assert {r["finish_reason"] for r in rows} == {"stop"}

@@ -7,6 +7,13 @@ arguments. Per sample, one uniform draw decides the noise: ``slip`` with probabi
 one-step problem in a perspective whose flaws are wrong intermediate results), else ``none``.
 Every rationale ends with the line ``The answer is N.``
 
+With ``slip_per_step=True`` the teacher errs per step instead of per rationale: a problem of
+``k`` solution steps slips with probability ``1 - (1 - slip_rate) ** k``, so longer (harder)
+problems fail more often, as a real teacher's do. The flaw probability stays ``flaw_rate`` and
+the same single uniform draw decides (slip if ``u < p_slip``, else flaw if
+``u < p_slip + flaw_rate``, so flaws get ``min(flaw_rate, 1 - p_slip)``). The default
+(``False``) is the per-rationale rate, bit-identical to before.
+
 ``num_tokens`` is a cheap proxy: the number of whitespace-separated words of the text.
 """
 
@@ -34,14 +41,18 @@ class NoiseConfig:
     """Noise rates of the reference teacher, with optional per-perspective overrides.
 
     ``per_perspective`` maps a perspective to ``{"slip_rate": .., "flaw_rate": ..}`` (either key
-    may be left out to keep the global rate).
+    may be left out to keep the global rate). ``slip_per_step`` turns the slip rate into a
+    per-step rate (see the module docstring); it applies to the per-perspective rates as well.
     """
 
     slip_rate: float = 0.0
     flaw_rate: float = 0.0
     per_perspective: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    slip_per_step: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.slip_per_step, bool):
+            raise ValueError(f"NoiseConfig.slip_per_step must be true or false, got {self.slip_per_step!r}")
         _check_rates(self.slip_rate, self.flaw_rate, "NoiseConfig")
         for name, override in self.per_perspective.items():
             if name not in RENDERERS:
@@ -56,12 +67,21 @@ class NoiseConfig:
         override = self.per_perspective.get(perspective, {})
         return override.get("slip_rate", self.slip_rate), override.get("flaw_rate", self.flaw_rate)
 
+    def slip_probability(self, slip_rate: float, steps: int) -> float:
+        """Probability that a rationale of a ``steps``-step problem slips, given ``slip_rate``."""
+        if not self.slip_per_step:
+            return slip_rate
+        return 1.0 - (1.0 - slip_rate) ** steps
+
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "slip_rate": self.slip_rate,
             "flaw_rate": self.flaw_rate,
             "per_perspective": {k: dict(v) for k, v in sorted(self.per_perspective.items())},
         }
+        if self.slip_per_step:  # only when set: this dict feeds run ids of existing data
+            out["slip_per_step"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,8 @@ class ReferenceTeacher:
             raise ValueError(f"unknown perspective {perspective!r}; expected one of {PERSPECTIVES}") from None
         rng = SplitMix64(seed)
         slip_rate, flaw_rate = self._rates[perspective]
+        if self.noise.slip_per_step:
+            slip_rate = self.noise.slip_probability(slip_rate, len(problem.steps))
         u = rng.random()
         noise, step = "none", None
         if u < slip_rate:

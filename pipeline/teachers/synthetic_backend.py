@@ -20,15 +20,19 @@ from .base import Completion, GenerationRequest, TeacherBackend
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Noise rates of the reference teacher (see ``pipeline.synthetic.NoiseConfig``)."""
+    """Noise rates of the reference teacher (see ``pipeline.synthetic.NoiseConfig``).
+
+    ``slip_per_step``: the slip rate is per solution step (longer problems fail more often).
+    """
 
     slip_rate: float = 0.1
     flaw_rate: float = 0.05
     per_perspective: dict[str, dict[str, float]] = field(default_factory=dict, hash=False)
     latency_s: float = 0.0
+    slip_per_step: bool = False
 
     def noise(self) -> NoiseConfig:
-        return NoiseConfig(self.slip_rate, self.flaw_rate, self.per_perspective)
+        return NoiseConfig(self.slip_rate, self.flaw_rate, self.per_perspective, slip_per_step=self.slip_per_step)
 
 
 class SyntheticBackend(TeacherBackend):

@@ -1,0 +1,344 @@
+"""Difficulty-aware (hard-first) selection of questions from a rationale run.
+
+A question's *difficulty* is its teacher's failure rate across views x samples: of its judged
+rationales (``finish_reason == "stop"``, over every perspective, teacher and sample), the share
+whose ``is_correct`` is not True. This is the paper's hard-first selection: the questions the
+teacher finds hardest are the ones worth distilling (the paper kept 497 questions x 8 CoTs).
+
+* :func:`question_difficulty` counts judged rationales and failures per question of a run.
+* :func:`select_hard_first` keeps every *hard* question (failure rate above ``hard_threshold``,
+  by default: any failed rationale), hardest first, and fills the rest with a seeded random
+  sample of the *easy* ones: up to ``target`` questions in all, or all hard ones plus
+  ``easy_fraction`` of the easy ones.
+* :func:`write_subset` copies every row (all views, samples, correct or not) of the chosen
+  questions into one new run folder whose manifest config is the source run's config plus a
+  ``selection`` key, so a subset of a synthetic run is still recognised as that world.
+
+CLI::
+
+    python -m pipeline.select RUN --out DIR (--target N | --easy-fraction F)
+        [--hard-threshold T] [--seed S] [--exclude-from DIR]
+
+prints the counts and writes ``selection.json`` (counts, arguments, question ids) into ``DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from data_schemas import ContractError, RunWriter
+from data_schemas.io import SORT_KEYS, find_runs, read_rationales, read_run, write_text_atomic
+from data_schemas.manifest import MANIFEST_NAME, load_manifest
+from pipeline.ids import stable_hash
+
+SHARD_ROWS = 500  # rows per shard of a subset run
+SELECTION_FILE = "selection.json"
+
+
+# ---------------------------------------------------------------- difficulty
+@dataclass(frozen=True)
+class QuestionDifficulty:
+    """Judged rationales of one question and how many of them failed."""
+
+    question_id: str
+    rationales: int  # judged rows (finish_reason == "stop"), over views x samples
+    failures: int  # of those, is_correct is not True
+
+    @property
+    def failure_rate(self) -> float:
+        """``failures / rationales``; 0.0 for a question without a judged rationale."""
+        return self.failures / self.rationales if self.rationales else 0.0
+
+
+def question_difficulty(src: str | Path) -> dict[str, QuestionDifficulty]:
+    """Difficulty of every question of the rationale run(s) under ``src``, by question id.
+
+    A question whose rows all ended otherwise than ``stop`` (errors, truncations) is listed
+    with ``rationales == 0`` (failure rate 0: it counts as easy).
+    """
+    table = read_rationales(src).select(["question_id", "finish_reason", "is_correct"])
+    judged = pc.fill_null(pc.equal(table.column("finish_reason"), "stop"), False)
+    correct = pc.fill_null(table.column("is_correct"), False)
+    failed = pc.and_(judged, pc.invert(correct))
+    counts = (
+        pa.table({
+            "question_id": table.column("question_id"),
+            "judged": pc.cast(judged, pa.int64()),
+            "failed": pc.cast(failed, pa.int64()),
+        })
+        .group_by("question_id")
+        .aggregate([("judged", "sum"), ("failed", "sum")])
+    )
+    columns = (counts.column(c).to_pylist() for c in ("question_id", "judged_sum", "failed_sum"))
+    out = {qid: QuestionDifficulty(qid, int(n), int(f)) for qid, n, f in zip(*columns, strict=True)}
+    return dict(sorted(out.items()))
+
+
+# ---------------------------------------------------------------- selection
+@dataclass(frozen=True)
+class Selection:
+    """The chosen question ids (sorted) and per-bucket counts.
+
+    ``counts``: ``available_hard``, ``available_easy`` (after exclusion), ``excluded``,
+    ``selected_hard``, ``selected_easy``, ``selected`` and ``failures``, a histogram of the
+    selected questions by number of failed rationales (``{"0": 120, "1": 300, ...}``).
+    """
+
+    question_ids: tuple[str, ...]
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_selection_args(target: int | None, easy_fraction: float | None, hard_threshold: float) -> None:
+    if (target is None) == (easy_fraction is None):
+        raise ValueError("give exactly one of target (--target) and easy_fraction (--easy-fraction)")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int) or target < 1):
+        raise ValueError(f"target (--target) must be an integer >= 1, got {target!r}")
+    if easy_fraction is not None and not 0.0 <= easy_fraction <= 1.0:
+        raise ValueError(f"easy_fraction (--easy-fraction) must be in [0, 1], got {easy_fraction!r}")
+    if not 0.0 <= hard_threshold <= 1.0:
+        raise ValueError(f"hard_threshold (--hard-threshold) must be in [0, 1], got {hard_threshold!r}")
+
+
+def select_hard_first(
+    difficulty: Mapping[str, QuestionDifficulty],
+    *,
+    target: int | None = None,
+    easy_fraction: float | None = None,
+    hard_threshold: float = 0.0,
+    seed: int = 0,
+    exclude: Collection[str] = (),
+) -> Selection:
+    """Every hard question (hardest first), then a seeded random sample of easy ones.
+
+    A question is hard when its failure rate is above ``hard_threshold``. With ``target``, up
+    to ``target`` questions in all (the hardest ``target`` if the hard ones alone are more);
+    with ``easy_fraction``, all hard ones plus that fraction (rounded) of the easy ones. Give
+    exactly one of the two. Questions in ``exclude`` are never chosen. Ties in failure rate and
+    the easy sample are ordered by a hash of ``(seed, question id)``: the result depends only on
+    the arguments, and a larger target or fraction keeps every question of a smaller one.
+    """
+    _check_selection_args(target, easy_fraction, hard_threshold)
+    excluded = set(exclude)
+    pool = [d for qid, d in difficulty.items() if qid not in excluded]
+    hard = [d for d in pool if d.failure_rate > hard_threshold]
+    easy = [d for d in pool if d.failure_rate <= hard_threshold]
+    hard.sort(key=lambda d: (-d.failure_rate, stable_hash(seed, "hard", d.question_id), d.question_id))
+    easy.sort(key=lambda d: (stable_hash(seed, "easy", d.question_id), d.question_id))
+
+    if target is not None:
+        chosen_hard = hard[:target]
+        chosen_easy = easy[: max(0, target - len(chosen_hard))]
+    else:
+        assert easy_fraction is not None
+        chosen_hard = hard
+        chosen_easy = easy[: int(math.floor(easy_fraction * len(easy) + 0.5))]
+
+    chosen = chosen_hard + chosen_easy
+    histogram = Counter(d.failures for d in chosen)
+    counts: dict[str, Any] = {
+        "available_hard": len(hard),
+        "available_easy": len(easy),
+        "excluded": len(difficulty) - len(pool),
+        "selected_hard": len(chosen_hard),
+        "selected_easy": len(chosen_easy),
+        "selected": len(chosen),
+        "failures": {str(k): histogram[k] for k in sorted(histogram)},
+    }
+    return Selection(question_ids=tuple(sorted(d.question_id for d in chosen)), counts=counts)
+
+
+# ---------------------------------------------------------------- writing a subset
+def _rationale_runs(src: Path, out: Path) -> list[tuple[Path, Any]]:
+    runs = []
+    for run_dir in find_runs(src):
+        if run_dir.resolve() == out.resolve():
+            continue  # a subset written inside its own source is not a source
+        manifest = load_manifest(run_dir)
+        if manifest.kind == "rationales":
+            runs.append((run_dir, manifest))
+    if not runs:
+        raise ContractError(str(src), "no rationale run found")
+    return runs
+
+
+def subset_run_id(source_run_ids: Sequence[str], question_ids: Collection[str]) -> str:
+    """Run id of the subset of ``question_ids`` of the given source runs."""
+    digest = stable_hash(*source_run_ids, "|", *sorted(set(question_ids)), length=10)
+    return f"{source_run_ids[0]}-subset-{digest}"
+
+
+def write_subset(src: str | Path, out: str | Path, question_ids: Collection[str], note: Mapping[str, Any]) -> Path:
+    """Copy every row of ``question_ids`` from the rationale runs under ``src`` into run ``out``.
+
+    The new run's manifest config is the (first) source run's config plus
+    ``{"selection": {**note, "source": str(src), "source_runs": [...], "questions": n}}``;
+    shards hold at most 500 rows. The run id is the source run id plus a digest of the ids
+    (not of ``note``): writing the same subset into an ``out`` that already holds it complete
+    does nothing; ``out`` holding another run is an error. Returns ``out``.
+    """
+    src, out = Path(src), Path(out)
+    ids = sorted(set(question_ids))
+    if not ids:
+        raise ValueError("no questions to write")
+    runs = _rationale_runs(src, out)
+    run_id = subset_run_id([m.run_id for _, m in runs], ids)
+    if (out / MANIFEST_NAME).exists():
+        existing = load_manifest(out)
+        if existing.run_id != run_id or existing.kind != "rationales":
+            raise ContractError(
+                str(out / MANIFEST_NAME),
+                f"holds run {existing.run_id!r} ({existing.kind}), not the subset {run_id!r}; "
+                "use another output folder",
+            )
+        if existing.complete:
+            return out
+
+    wanted = pa.array(ids, pa.string())
+    tables = []
+    for run_dir, _ in runs:
+        table = read_rationales(run_dir)
+        tables.append(table.filter(pc.is_in(table.column("question_id"), value_set=wanted)))
+    table = pa.concat_tables(tables, promote_options="default")
+    found = set(table.column("question_id").to_pylist())
+    missing = [q for q in ids if q not in found]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ValueError(f"{len(missing)} question id(s) not in {src}: {', '.join(missing[:5])}{more}")
+    table = table.sort_by([(k, "ascending") for k in SORT_KEYS["rationales"]])
+
+    first = runs[0][1]
+    config = dict(first.config)
+    config["selection"] = {
+        **note,
+        "source": str(src),
+        "source_runs": [m.run_id for _, m in runs],
+        "questions": len(ids),
+    }
+    writer = RunWriter(out, run_id, kind="rationales", config=config)
+    for i, start in enumerate(range(0, table.num_rows, SHARD_ROWS)):
+        name = f"subset-{i:05d}"
+        if not writer.has_shard(name):
+            writer.write_shard(name, table.slice(start, SHARD_ROWS))
+    writer.finalize({"questions": len(ids), "rows": table.num_rows})
+    return out
+
+
+def run_question_ids(root: str | Path) -> set[str]:
+    """Question ids of every run (rationales or questions) under ``root``."""
+    kinds = {load_manifest(r).kind for r in find_runs(root)}
+    ids: set[str] = set()
+    for kind in sorted(kinds):
+        ids.update(read_run(root, kind).column("question_id").to_pylist())
+    return ids
+
+
+# ---------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.select",
+        description="Hard-first selection: keep the questions the teacher fails on (across views x samples), "
+        "fill up with a seeded sample of easy ones, and copy their rationales into a new run.",
+    )
+    parser.add_argument("run", metavar="RUN", help="rationale run folder (or a folder of runs)")
+    parser.add_argument("--out", required=True, type=Path, help="folder of the new subset run")
+    parser.add_argument("--target", type=int, help="questions to keep in all (hard ones first)")
+    parser.add_argument("--easy-fraction", type=float, help="keep every hard question and this fraction of easy ones")
+    parser.add_argument("--hard-threshold", type=float, default=0.0,
+                        help="a question is hard when its failure rate is above this (default 0: any failure)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of tie-breaking and the easy sample")
+    parser.add_argument("--exclude-from", type=Path, help="never select question ids of the run(s) under this folder")
+    parser.add_argument("--quiet", action="store_true", help="print nothing on success")
+    return parser
+
+
+def print_counts(selection: Selection, console: Any = None) -> None:
+    """Rich tables of the available / selected counts and the failure histogram."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(emoji=False, highlight=False)
+    c = selection.counts
+    table = Table(title=f"hard-first selection: {c['selected']} questions")
+    table.add_column("bucket")
+    for col in ("available", "selected"):
+        table.add_column(col, justify="right")
+    table.add_row("hard", str(c["available_hard"]), str(c["selected_hard"]))
+    table.add_row("easy", str(c["available_easy"]), str(c["selected_easy"]))
+    table.add_row("total", str(c["available_hard"] + c["available_easy"]), str(c["selected"]))
+    console.print(table)
+    if c["excluded"]:
+        console.print(f"excluded: {c['excluded']} question(s)")
+    hist = Table(title="selected questions by failed rationales")
+    hist.add_column("failures", justify="right")
+    hist.add_column("questions", justify="right")
+    for k, n in c["failures"].items():
+        hist.add_row(k, str(n))
+    console.print(hist)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 ok, 2 bad arguments or input)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not Path(args.run).exists():
+            parser.error(f"RUN: no such folder {args.run}")
+        if (args.target is None) == (args.easy_fraction is None):
+            parser.error("give exactly one of --target and --easy-fraction")
+        if args.target is not None and args.target < 1:
+            parser.error(f"--target must be >= 1, got {args.target}")
+        if args.easy_fraction is not None and not 0.0 <= args.easy_fraction <= 1.0:
+            parser.error(f"--easy-fraction must be in [0, 1], got {args.easy_fraction}")
+        if not 0.0 <= args.hard_threshold <= 1.0:
+            parser.error(f"--hard-threshold must be in [0, 1], got {args.hard_threshold}")
+        if args.exclude_from is not None and not args.exclude_from.exists():
+            parser.error(f"--exclude-from: no such folder {args.exclude_from}")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+
+    try:
+        exclude = run_question_ids(args.exclude_from) if args.exclude_from is not None else set()
+        difficulty = question_difficulty(args.run)
+        selection = select_hard_first(
+            difficulty, target=args.target, easy_fraction=args.easy_fraction,
+            hard_threshold=args.hard_threshold, seed=args.seed, exclude=exclude,
+        )  # fmt: skip
+        if not selection.question_ids:
+            raise ValueError("the selection is empty (every question excluded?)")
+        arguments = {
+            "method": "hard_first",
+            "target": args.target,
+            "easy_fraction": args.easy_fraction,
+            "hard_threshold": args.hard_threshold,
+            "seed": args.seed,
+            "exclude_from": None if args.exclude_from is None else str(args.exclude_from),
+        }
+        out = write_subset(args.run, args.out, selection.question_ids, {**arguments, "counts": selection.counts})
+        report = {"counts": selection.counts, "args": {"run": str(args.run), "out": str(args.out), **arguments},
+                  "question_ids": list(selection.question_ids)}  # fmt: skip
+        write_text_atomic(out / SELECTION_FILE, json.dumps(report, indent=2) + "\n")
+    except ContractError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print_counts(selection)
+        print(f"wrote {len(selection.question_ids)} questions to {out} (run {load_manifest(out).run_id})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
