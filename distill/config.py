@@ -195,3 +195,18 @@ class MindScriptArguments:
         metadata={"help": "seed of the synthetic world the evaluation splits come from (default: the world that "
                   "wrote --data, read from its manifests; else the default world)"},
     )
+    validation_data: str | None = field(
+        default=None,
+        metadata={"help": "folder of rationale shards whose questions are the validation set (default: hold out "
+                  "--validation_questions of --data's questions). Questions of --data that are also here are not "
+                  "trained on"},
+    )
+    curve_flops: str = field(
+        default="",
+        metadata={"help": "learning curve on a FLOP grid: comma-separated training-FLOP values; the student is "
+                  "evaluated on --curve_splits when its FLOPs first reach each (curve.json in output_dir)"},
+    )
+    curve_splits: str = field(
+        default="test,ood_steps", metadata={"help": "synthetic-world splits of the FLOP-grid curve (comma-separated)"}
+    )
+    curve_questions: int = field(default=200, metadata={"help": "questions per split at each curve point"})

@@ -26,6 +26,7 @@ from trl import TrlParser
 
 from data_schemas import ContractError
 from distill.config import MindConfig, MindScriptArguments
+from distill.curve import CURVE_FILE, FlopCurveCallback, parse_flop_grid, prediction_dir
 from distill.data import CandidateStore, held_out_split, load_questions_with_candidates
 from pipeline.sources import synthetic_world_of
 from distill.formatting import resolve_style
@@ -71,12 +72,12 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
             "--resume_from_checkpoint", f"{resume} has no {MIND_STATE}: not a MIND checkpoint (give a checkpoint-N folder)"
         )
     splits = [s.strip() for s in script.eval_splits.split(",") if s.strip()]
-    if splits:  # a typo must not surface only after training, as a traceback
-        from distill.evaluate import SYNTHETIC_SPLITS
-
-        if unknown := [s for s in splits if s not in SYNTHETIC_SPLITS]:
-            choices = ", ".join(SYNTHETIC_SPLITS)
-            raise ContractError("--eval_splits", f"unknown split(s) {', '.join(unknown)}; choose from {choices}")
+    check_split_names(splits, "--eval_splits")
+    curve_grid = parse_flop_grid(script.curve_flops)
+    curve_splits = [s.strip() for s in script.curve_splits.split(",") if s.strip()] if curve_grid else []
+    check_split_names(curve_splits, "--curve_splits")
+    if script.curve_questions < 1:
+        raise ContractError("--curve_questions", f"must be >= 1, got {script.curve_questions}")
     # the synthetic world that wrote the data (None: not synthetic): the default student is built
     # for it and the evaluation splits come from it (read before training: errors come first)
     world = synthetic_world_of(script.data)
@@ -101,7 +102,10 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
         print(f"data: {line}", file=sys.stderr)
     if report.questions_without_candidate:
         logger.warning("%d question(s) had no usable candidate and were skipped", report.questions_without_candidate)
-    train_qs, validation = held_out_split(questions, args.validation_questions, args.seed)
+    if script.validation_data:
+        train_qs, validation = separate_validation(questions, script.validation_data, tokenizer, style, args)
+    else:
+        train_qs, validation = held_out_split(questions, args.validation_questions, args.seed)
     store = CandidateStore(train_qs, len(views), args.seed)
     print(f"data: {len(train_qs)} training questions, {len(validation)} validation (held out)", file=sys.stderr)
     encoder_reps = None
@@ -112,6 +116,8 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
         print(f"meta encoder: {args.meta_encoder} ({encoder_reps.shape[1]}-d, {encoder_reps.shape[0]} candidates)", file=sys.stderr)
 
     trainer = MindTrainer(model, args, store, views, processing_class=tokenizer, encoder_reps=encoder_reps)
+    if curve_grid:
+        trainer.add_callback(curve_callback(trainer, script, args, curve_grid, tokenizer, style, world))
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - t0
@@ -155,7 +161,55 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
         "in_subset": {name: round(v["in_subset"], 4) for name, v in summary["views"].items()},
         "kept_share": {name: round(v["kept_share"], 4) for name, v in summary["views"].items()},
         "compute": summary["compute"],
+        "curve": curve_records(args.output_dir) if curve_grid else [],
     }
+
+
+def check_split_names(splits: list[str], flag: str) -> None:
+    """A typo in a split name fails before training, naming the flag (not as a traceback after it)."""
+    if splits:
+        from distill.evaluate import SYNTHETIC_SPLITS
+
+        if unknown := [s for s in splits if s not in SYNTHETIC_SPLITS]:
+            raise ContractError(flag, f"unknown split(s) {', '.join(unknown)}; choose from {', '.join(SYNTHETIC_SPLITS)}")
+
+
+def separate_validation(questions: list[Any], folder: str, tokenizer: Any, style: str, args: MindConfig) -> tuple[list[Any], list[Any]]:
+    """``(train, validation)`` when the validation questions come from their own shards
+    (``--validation_data``): every question there validates, none of them is trained on."""
+    validation, _, _ = load_questions_with_candidates(
+        folder, tokenizer, style, include_incorrect=True, max_length=args.max_length,
+        answer_template=args.answer_template or None,
+    )  # fmt: skip
+    held = {q.question_id for q in validation}
+    train_qs = [q for q in questions if q.question_id not in held]
+    if not train_qs:
+        raise ContractError("--validation_data", f"{folder} holds every question of --data: nothing left to train on")
+    return train_qs, validation
+
+
+def curve_callback(trainer: MindTrainer, script: MindScriptArguments, args: MindConfig, grid: list[float],
+                   tokenizer: Any, style: str, world: Any) -> FlopCurveCallback:  # fmt: skip
+    """The FLOP-grid learning curve (``--curve_flops``) on ``--curve_splits``; each point's
+    predictions go to ``output_dir/curve/<grid value>/<split>.parquet``."""
+    from distill.evaluate import evaluate_splits, load_split_questions
+
+    names = [s.strip() for s in script.curve_splits.split(",") if s.strip()]
+    sets = {n: load_split_questions(n, num_questions=script.curve_questions, world_seed=script.world_seed, world=world)
+            for n in names}  # fmt: skip
+
+    def evaluate(grid_value: float) -> dict[str, tuple[float, int]]:
+        evals = evaluate_splits(trainer.model, tokenizer, sets, max_new_tokens=script.eval_max_new_tokens,
+                                prompt_style=style, batch_size=max(args.per_device_eval_batch_size, 32),
+                                out_dir=Path(args.output_dir) / prediction_dir(grid_value))  # fmt: skip
+        return {n: (r.summary()["accuracy"], r.summary()["n"]) for n, r in evals.items()}
+
+    return FlopCurveCallback(trainer, grid, evaluate, args.output_dir)
+
+
+def curve_records(output_dir: str) -> list[dict[str, Any]]:
+    path = Path(output_dir) / CURVE_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def print_views(summary: dict[str, Any]) -> None:

@@ -359,3 +359,76 @@ def test_mind_trains_on_ingested_mentor_kd_rationales(shared_data, trainer_asset
     assert code == 0, err[-3000:]
     assert result["steps"] == MAX_STEPS and result["compute"]["backward_tokens"] > 0
     assert "meta_loss" in json.loads((out / "mind_summary.json").read_text())["history"][-1]
+
+
+def _weights(out: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(next(out.glob("*.safetensors"))))
+
+
+def test_flop_curve_evaluates_at_each_grid_point_and_leaves_training_unchanged(trainer_assets, tmp_path, capsys):  # noqa: F811
+    """--curve_flops: one evaluation per grid point reached (at the first step at or past it), the
+    predictions kept per point; the trained student is bit-identical to a run without a curve."""
+    import torch
+
+    student, data = trainer_assets.model_dir, trainer_assets.data_dir
+    plain = tmp_path / "plain"
+    code, base, _ = _run(capsys, _args(student, data, plain, "--strategy", "mind", splits="test"))
+    assert code == 0 and base["curve"] == []
+    logged = json.loads((plain / "trainer_state.json").read_text())["log_history"]
+    flops = {h["step"]: h["mind/flops"] for h in logged if "mind/flops" in h}  # cumulative, logged every step
+    assert sorted(flops) == list(range(1, MAX_STEPS + 1))
+    grid = [flops[1] * 0.5, flops[1] * 0.9, (flops[2] + flops[3]) / 2, flops[MAX_STEPS] * 100]  # steps 1, 1, 3, never
+    curved = tmp_path / "curved"
+    flags = ["--strategy", "mind", "--curve_flops", ",".join(f"{g:.6g}" for g in grid), "--curve_splits", "test,ood_steps",
+             "--curve_questions", "3"]  # fmt: skip
+    code, result, _ = _run(capsys, _args(student, data, curved, *flags, splits="test"))
+    assert code == 0
+    points = result["curve"]
+    assert [p["grid_flops"] for p in points] == [float(f"{g:.6g}") for g in grid[:3]]
+    assert [p["step"] for p in points] == [1, 1, 3]
+    assert all(p["flops"] >= p["grid_flops"] and set(p["accuracy"]) == {"test", "ood_steps"} for p in points)
+    assert all(p["n"] == {"test": 3, "ood_steps": 3} for p in points)
+    assert points[0]["accuracy"] == points[1]["accuracy"]  # one evaluation served both points of step 1
+    assert json.loads((curved / "curve.json").read_text()) == points
+    assert points[1]["predictions"] == points[0]["predictions"] == f"curve/{points[0]['grid_flops']:.4g}"
+    for p in points:
+        assert (curved / p["predictions"] / "test.parquet").is_file() and (curved / p["predictions"] / "ood_steps.parquet").is_file()
+    a, b = _weights(plain), _weights(curved)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert result["accuracy"] == base["accuracy"]
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--curve_flops", "1e9,5e8", "strictly increasing"),
+    ("--curve_flops", "1e9,lots", "comma-separated numbers"),
+    ("--curve_splits", "tset", "unknown split"),
+    ("--curve_questions", "0", ">= 1"),
+])  # fmt: skip
+def test_bad_curve_flags_fail_before_training(trainer_assets, tmp_path, capsys, flag, value, message):  # noqa: F811
+    extra = [flag, value] if flag == "--curve_flops" else ["--curve_flops", "1e9", flag, value]
+    code, _, err = _run(capsys, _args(trainer_assets.model_dir, trainer_assets.data_dir, tmp_path / "o", *extra))
+    assert code == 2 and flag in err and message in err
+    assert not (tmp_path / "o" / "mind_summary.json").exists()
+
+
+def test_validation_data_replaces_the_hold_out(trainer_assets, tmp_path, capsys):  # noqa: F811
+    """--validation_data: its questions validate and are never trained on."""
+    from pipeline.select import question_difficulty, write_subset
+
+    ids = sorted(question_difficulty(trainer_assets.data_dir))
+    held = ids[:5]
+    val = write_subset(trainer_assets.data_dir, tmp_path / "val", held, {"role": "validation"})
+    out = tmp_path / "out"
+    code, result, err = _run(capsys, _args(trainer_assets.model_dir, trainer_assets.data_dir, out, "--strategy", "all",
+                                           "--validation_data", str(val), splits="test"))  # fmt: skip
+    assert code == 0 and result["n"]["validation"] == 5
+    assert f"{len(ids) - 5} training questions, 5 validation" in err
+    import pyarrow.parquet as pq
+
+    assert sorted(pq.read_table(out / "eval" / "validation.parquet")["question_id"].to_pylist()) == held
+    everything = write_subset(trainer_assets.data_dir, tmp_path / "everything", ids, {"role": "validation"})
+    code, _, err = _run(capsys, _args(trainer_assets.model_dir, trainer_assets.data_dir, tmp_path / "o2",
+                                      "--validation_data", str(everything)))  # fmt: skip
+    assert code == 2 and "--validation_data" in err and "nothing left to train on" in err
