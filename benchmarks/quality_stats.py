@@ -18,9 +18,10 @@ from typing import Any
 import pyarrow.parquet as pq
 
 
-def per_question(run_folder: Path, split: str) -> dict[str, bool]:
-    """``question_id -> is_correct`` of one run's evaluation on ``split`` (first sample per question)."""
-    path = run_folder / "out" / "eval" / f"{split}.parquet"
+def per_question(eval_dir: Path, split: str) -> dict[str, bool]:
+    """``question_id -> is_correct`` of one evaluation on ``split`` (``eval_dir/<split>.parquet``, as
+    ``distill.evaluate`` writes it; first sample per question)."""
+    path = Path(eval_dir) / f"{split}.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no per-question predictions (was the run evaluated on {split!r}?)")
     table = pq.read_table(path, columns=["question_id", "sample_index", "is_correct"]).to_pylist()
@@ -61,8 +62,8 @@ def paired_difference(
 def compare_to(
     target: str, folders: dict[tuple[str, int], Path], splits: tuple[str, ...], n_boot: int = 2000
 ) -> dict[str, dict[str, Any]]:
-    """``target`` (e.g. "mind") against every other strategy in ``folders`` ((strategy, seed) -> run
-    folder), per split: {other: {split: paired_difference(target, other)}}."""
+    """``target`` (e.g. "mind") against every other strategy in ``folders`` ((strategy, seed) -> the
+    folder of its evaluation's predictions), per split: {other: {split: paired_difference(target, other)}}."""
     strategies = sorted({s for s, _ in folders})
     if target not in strategies:
         return {}

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from benchmarks import quality
+from benchmarks.quality_data import Regime
 
 pytestmark = pytest.mark.slow
 
@@ -16,15 +17,21 @@ pytestmark = pytest.mark.slow
 def _config(tmp_path, student) -> str:
     cfg = {
         "world": {"value_range": [1, 9], "factor_range": [2, 3], "max_value": 30, "train_steps": [1, 2]},
-        "synthesis": {"num_questions": 40, "samples": 1, "teacher": {"slip_rate": 0.1, "flaw_rate": 0.05}},
+        "synthesis": {"num_questions": 40, "samples": 1,
+                      "teacher": {"slip_rate": 0.2, "flaw_rate": 0.05, "slip_per_step": True}},
         "student": str(student),
+        "validation_questions": 6,
+        "regimes": {"paper": {"select": {"target": 12, "seed": 0}, "train": {"max_steps": 3}}, "full": {}},
         "train": {
-            "max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "max_length": 256,
-            "meta_warmup_steps": 1, "history_every": 1, "validation_questions": 6, "eval_questions": 3,
+            "max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "max_length": 256,
+            "meta_warmup_steps": 1, "history_every": 1, "eval_questions": 3,
             "eval_max_new_tokens": 8, "num_threads": 1, "logging_steps": 1,
         },
         "strategies": ["random", "mind"],
         "seeds": [0, 1],
+        "variants": {"mind-no-fusion": {"strategy": "mind", "fusion": False}},
+        "ablations": {"variants": ["mind-no-fusion"], "regimes": ["paper"], "seeds": [0]},
+        "curve": {"start": 1.0e6, "ratio": 4.0, "points": 14, "splits": ["test"], "questions": 3},
         "tuning": {"seed": 0, "learning_rate": [1e-3, 2e-3], "mind": [{"fusion_beta": 0.3}]},
     }  # fmt: skip
     path = tmp_path / "quality.yaml"
@@ -38,60 +45,86 @@ def test_quality_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
             "--results", str(tmp_path / "quality.json"), "--jobs", "2"]  # fmt: skip
     assert quality.main(argv) == 0
     headline = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(headline) == {"random", "mind", "wall_s"}
+    assert set(headline) == {"paper", "full", "wall_s"} and set(headline["paper"]) == {"random", "mind", "mind-no-fusion"}
     results = json.loads((tmp_path / "quality.json").read_text())
-    runs = results["runs"]
-    assert sorted((r["strategy"], r["seed"]) for r in runs) == [("mind", 0), ("mind", 1), ("random", 0), ("random", 1)]
-    for r in runs:
+    # the regimes: a hard-first selection of the pool, and the whole pool; one validation hold-out for both
+    paper, full = results["regimes"]["paper"], results["regimes"]["full"]
+    assert paper["questions"] == 12 and full["questions"] == 40 - 6 and paper["validation"] == full["validation"]
+    sel = paper["selection"]
+    assert sel["selected"] == 12 and sel["selected_hard"] == min(12, sel["available_hard"])
+    steps_runs = [r for r in results["runs"] if r["budget"] == "steps"]
+    assert sorted((r["regime"], r["strategy"], r["seed"]) for r in steps_runs) == [
+        ("full", "mind", 0), ("full", "mind", 1), ("full", "random", 0), ("full", "random", 1),
+        ("paper", "mind", 0), ("paper", "mind", 1), ("paper", "mind-no-fusion", 0), ("paper", "random", 0),
+        ("paper", "random", 1)]  # fmt: skip
+    for r in steps_runs:
         assert set(r["metrics"]) == {"test", "ood_steps", "ood_template", "retention"}
         assert all(0.0 <= v <= 1.0 for v in r["metrics"].values())
-        assert r["n"]["test"] == 3 and r["steps"] == 3 and r["trained_tokens"] > 0
-        c = r["compute"]  # the trainer's compute account beside the trained tokens
-        assert c["trained_tokens"] == r["trained_tokens"] and c["backward_tokens"] > 0 and c["flops"] > 0
+        assert r["n"]["test"] == 3 and r["n"]["validation"] == 6 and r["trained_tokens"] > 0
+        assert r["steps"] == (3 if r["regime"] == "paper" else 2)
+        c = r["compute"]
+        assert c["trained_tokens"] == r["trained_tokens"] and r["flops"] == c["flops"] > 0
         assert c["flops"] == pytest.approx(6 * c["params"] * c["backward_tokens"] + 2 * c["params"] * c["forward_tokens"])
-        assert set(r["in_subset"]) == set(r["kept_share"]) == set(r["views"]) and "history" not in r
-        assert r["config"]["learning_rate"] == results["tuning"]["chosen"][r["strategy"]]["learning_rate"]
-    # tuning: 2 strategies x 2 learning rates, then one MIND setting; chosen on validation only
+        assert "history" not in r and "curve" not in r
+        base = "mind" if r["strategy"] == "mind-no-fusion" else r["strategy"]
+        assert r["config"]["learning_rate"] == results["tuning"]["chosen"][r["regime"]][base]["learning_rate"]
+    ablation = next(r for r in steps_runs if r["strategy"] == "mind-no-fusion")
+    assert ablation["phase"] == "ablation" and ablation["config"]["fusion"] is False and "curve_flops" not in ablation["config"]
+    # the FLOP-grid curve points of the headline runs: budget flops:<g>, reached in order, within a step
+    points = [r for r in results["runs"] if r["budget"].startswith("flops:")]
+    assert points and all(r["phase"] == "final" and set(r["metrics"]) == {"test"} and r["n"]["test"] == 3 for r in points)
+    for r in points:
+        g = float(r["budget"].split(":")[1])
+        assert r["flops"] >= g
+    curves = results["curves"]["paper"]
+    assert curves["shared"] and set(curves["strategies"]) == {"random", "mind"}
+    assert set(curves["vs"]) == {"random"} and curves["paired_at"] == curves["shared"][-1]
+    # tuning: per regime 2 strategies x 2 rates (+ edge extensions), then one MIND setting; validation only
     tuning = results["tuning"]
-    assert len(tuning["runs"]) == 5 and all(t["phase"] == "tune" for t in tuning["runs"])
-    for s in ("random", "mind"):
-        mine = [t for t in tuning["runs"] if t["strategy"] == s and "fusion_beta" not in t["config"]]
-        best = max(t["validation"] for t in mine)
-        assert any(t["validation"] == best and t["config"]["learning_rate"] == tuning["chosen"][s]["learning_rate"] for t in mine)
-    assert results["summary"]["mind"]["test"]["std"] >= 0.0
-    assert results["summary"]["mind"]["flops"] > 0 and results["summary"]["random"]["backward_tokens"] > 0
-    # MIND's warm-up (step 1: the student frozen, scored by no-grad forwards) shows in its account
-    mind_runs = [r for r in runs if r["strategy"] == "mind"]
-    assert all(r["compute"]["forward_tokens"] > 0 for r in mind_runs)
-    assert all(r["compute"]["forward_tokens"] == 0 for r in runs if r["strategy"] == "random")
-    curves = results["mind_subset_over_steps"]  # from the runs' mind_summary.json history
-    assert curves["steps"] == [1, 2, 3] and curves["seeds"] == 2
-    assert set(curves["in_subset"]) == set(mind_runs[0]["views"]) and set(curves["alpha"]) <= set(curves["in_subset"])
-    assert all(y in (None, 1.0) for ys in curves["in_subset"].values() for y in ys[:1])  # warm-up: all kept
-    assert all(0.0 <= y <= 1.0 for ys in curves["in_subset"].values() for y in ys if y is not None)
-    assert results["mind_losses_over_steps"]["steps"] == [1, 2, 3]
+    assert all(t["phase"] == "tune" and set(t["metrics"]) == set() for t in tuning["runs"])
+    for regime in ("paper", "full"):
+        for s in ("random", "mind"):
+            mine = [t for t in tuning["runs"] if t["regime"] == regime and t["strategy"] == s and "fusion_beta" not in t["config"]]
+            best = max(t["validation"] for t in mine)
+            assert any(t["validation"] == best and t["config"]["learning_rate"] == tuning["chosen"][regime][s]["learning_rate"]
+                       for t in mine)  # fmt: skip
+        assert any("fusion_beta" in t["config"] for t in tuning["runs"] if t["regime"] == regime)
+    summary = results["summary"]["paper"]
+    assert summary["mind"]["test"]["std"] >= 0.0 and summary["mind"]["flops"] > 0 and summary["mind-no-fusion"]["phase"] == "ablation"
+    dyn = results["mind_dynamics"]["paper"]
+    assert dyn["steps"] == [1, 2, 3] and dyn["seeds"] == 2 and set(dyn["in_subset"]) <= set(ablation["views"])
+    assert all(0.0 <= y <= 1.0 for ys in dyn["in_subset"].values() for y in ys if y is not None)
+    vs = results["comparison"]["paper"]["vs"]
+    assert set(vs) == {"random", "mind-no-fusion"} and vs["random"]["test"]["seeds"] == 2 and vs["mind-no-fusion"]["test"]["seeds"] == 1
     md = (tmp_path / "docs" / "results.md").read_text()
-    assert "| mind |" in md and "<!-- BEGIN ANALYSIS -->" in md and "| FLOPs |" in md
-    assert (tmp_path / "docs" / "img" / "quality-accuracy.png").stat().st_size > 1000
-    assert (tmp_path / "docs" / "img" / "quality-mind-subset.png").stat().st_size > 1000
-    assert (tmp_path / "docs" / "img" / "quality-mind-alpha.png").stat().st_size > 1000
-    assert (tmp_path / "docs" / "img" / "quality-mind-losses.png").stat().st_size > 1000
-    vs_random = results["comparison"]["vs"]["random"]  # paired MIND - random, from the runs' predictions
-    assert set(vs_random) == {"test", "ood_steps", "ood_template", "retention", "validation"}
-    assert vs_random["test"]["seeds"] == 2 and -1.0 <= vs_random["test"]["diff"] <= 1.0
-    assert "MIND minus each other strategy" in md
+    assert "## Regime `paper`" in md and "## Regime `full`" in md and "| mind-no-fusion (ablation) |" in md
+    assert "Equal training FLOPs" in md and "MIND minus each other strategy" in md and "<!-- BEGIN ANALYSIS -->" in md
+    for name in ("paper-accuracy", "paper-flops", "paper-mind-insubset", "full-flops"):
+        assert (tmp_path / "docs" / "img" / f"quality-{name}.png").stat().st_size > 1000
     assert len(results["invocations"]) == 1 and results["total_wall_seconds"] > 0 and results["busy_wall_seconds"] > 0
+    assert results["runs_finished"] == results["runs_planned"] == 9
 
     # resumable: nothing is trained again; a hand-written analysis and the history survive the rewrite
     history = "<!-- BEGIN HISTORY -->\n## History: an earlier method\n<!-- END HISTORY -->"
     (tmp_path / "docs" / "results.md").write_text(md.replace("(analysis to be written)", "MIND wins, or not.") + history)
-    assert quality.main(argv) == 0
+    assert quality.main(argv + ["--report-only"]) == 0
     again = json.loads((tmp_path / "quality.json").read_text())
     assert again["runs_executed"] == 0
-    assert len(again["invocations"]) == 2 and again["total_wall_seconds"] > results["total_wall_seconds"]
-    assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in runs]
+    assert len(again["invocations"]) == 2 and again["total_wall_seconds"] >= results["total_wall_seconds"]
+    assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in results["runs"]]
     rewritten = (tmp_path / "docs" / "results.md").read_text()
     assert "MIND wins, or not." in rewritten and rewritten.rstrip().endswith(history)
+
+
+def test_report_only_trains_nothing(tmp_path, tiny_lm_dirs):
+    """--report-only on a fresh work folder: data prepared, no run executed, an empty report."""
+    config = _config(tmp_path, tiny_lm_dirs["plain"])
+    argv = ["--config", config, "--work", str(tmp_path / "work"), "--docs", str(tmp_path / "docs"),
+            "--results", str(tmp_path / "quality.json"), "--report-only", "--regimes", "paper"]  # fmt: skip
+    assert quality.main(argv) == 0
+    results = json.loads((tmp_path / "quality.json").read_text())
+    assert results["runs_finished"] == 0 and results["runs_planned"] == 2 * 2 + 1 and results["runs"] == []
+    assert not (tmp_path / "work" / "main" / "runs").exists()
 
 
 def test_quality_config_errors(tmp_path):
@@ -107,19 +140,41 @@ def test_quality_config_errors(tmp_path):
 def test_quality_variants_map_to_their_strategy(tmp_path):
     path = tmp_path / "q.yaml"
     path.write_text(yaml.safe_dump({
-        "world": {}, "synthesis": {}, "train": {"learning_rate": 1e-3}, "seeds": [0],
+        "world": {}, "synthesis": {}, "train": {"learning_rate": 1e-3, "validation_questions": 10}, "seeds": [0],
         "strategies": ["golden", "golden-stepwise"],
         "variants": {"golden-stepwise": {"strategy": "golden", "golden_view": "stepwise"}},
     }))  # fmt: skip
     cfg = quality.load_config(path)
-    run = quality.make_run(cfg, tmp_path, tmp_path / "student", "final", "golden-stepwise", 0, {"learning_rate": 3e-3})
-    assert run.strategy == "golden-stepwise"
+    regime = Regime("full", tmp_path / "data", tmp_path / "val", {"max_steps": 7})
+    run = quality.make_run(cfg, regime, tmp_path / "student", "final", "golden-stepwise", 0, {"learning_rate": 3e-3})
+    assert run.strategy == "golden-stepwise" and run.regime == "full"
     assert run.args["strategy"] == "golden" and run.args["golden_view"] == "stepwise" and run.args["learning_rate"] == 3e-3
-    plain = quality.make_run(cfg, tmp_path, tmp_path / "student", "final", "golden", 0)
-    assert "golden_view" not in plain.args and plain.key != run.key
+    assert run.args["max_steps"] == 7 and run.args["validation_data"] == str(tmp_path / "val")
+    assert "validation_questions" not in run.args and run.args["eval_splits"]
+    assert quality.make_run(cfg, regime, tmp_path / "student", "tune", "golden", 0).args["eval_splits"] == ""
+    plain = quality.make_run(cfg, regime, tmp_path / "student", "final", "golden", 0)
+    assert "golden_view" not in plain.args and plain.key != run.key and "curve_flops" not in plain.args
+    curved = quality.make_run(cfg, regime, tmp_path / "student", "final", "golden", 0, grid=[1e9, 2e9])
+    assert curved.args["curve_flops"] == "1e+09,2e+09" and curved.key != plain.key
     path.write_text(yaml.safe_dump({**cfg, "variants": {"x": {"golden_view": "stepwise"}}}))
     with pytest.raises(SystemExit, match="variants.x"):
         quality.load_config(path)
+    path.write_text(yaml.safe_dump({**cfg, "variants": {}, "strategies": ["golden"], "ablations": {"variants": ["nope"]}}))
+    with pytest.raises(SystemExit, match="ablations.variants"):
+        quality.load_config(path)
+    path.write_text(yaml.safe_dump({**cfg, "variants": {}, "strategies": ["golden"], "regimes": {"paper": {"selct": {}}}}))
+    with pytest.raises(SystemExit, match="regimes.paper"):
+        quality.load_config(path)
+
+
+def test_flop_grid_and_quick_config():
+    assert quality.flop_grid({}) == []
+    assert quality.flop_grid({"start": 1e11, "ratio": 2, "points": 3}) == [1e11, 2e11, 4e11]
+    cfg = quality.load_config(quality.DEFAULT_CONFIG, quick=True)
+    assert cfg["train"]["max_steps"] == 4 and all(r["train"]["max_steps"] == 4 for r in cfg["regimes"].values())
+    assert len(cfg["tuning"]["learning_rate"]) == 2 and len(cfg["tuning"]["mind"]) == 1
+    assert len(cfg["ablations"]["variants"]) == 1 and cfg["ablations"]["seeds"] == [0]
+    assert cfg["regimes"]["paper"]["select"]["target"] == 20 and cfg["curve"]["questions"] == 4
 
 
 def test_tuning_looks_beyond_the_grids_edge():

@@ -57,7 +57,7 @@ def test_compare_to_reads_the_runs_predictions(tmp_path: Path) -> None:
         for seed in (0, 1):
             folder = tmp_path / f"{strategy}-s{seed}"
             _write_eval(folder, "test", pattern * 10)
-            folders[(strategy, seed)] = folder
+            folders[(strategy, seed)] = folder / "out" / "eval"
     assert per_question(folders[("mind", 0)], "test")["q0"] is True
     result = compare_to("mind", folders, ("test",), n_boot=100)
     assert set(result) == {"random"}
