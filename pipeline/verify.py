@@ -8,7 +8,9 @@ Every task has a *kind* that selects the extractor and the comparison:
     (``"1/3"``). Thousands separators, currency signs, trailing units (``42 apples``) and a
     percent sign are dropped: ``42%`` reads as ``42``, the convention of GSM8K/SVAMP-style
     data, where a "what percent" question has the number of percent as its gold answer (so
-    ``0.42`` does *not* match a gold ``42%``). Comparison: exact, else within relative 1e-6 /
+    ``0.42`` does *not* match a gold ``42%``). Scientific notation reads as its value (``1e3`` is
+    ``1000``); LaTeX decoration is dropped (``\\text{ cm}^2`` units, ``10,\\!080`` thin spaces;
+    ``\\\\`` row breaks of a ``pmatrix`` are kept). Comparison: exact, else within relative 1e-6 /
     absolute 1e-9. An answer that is not a plain number (``2^{10}``, ``3 \\times 4``; in the
     *symbolic* task ``math`` also gold answers such as ``\\frac{\\sqrt{3}}{2}`` or ``x^2+1``) is
     kept as text and compared with ``math-verify``; that slow path runs only when the cheap
@@ -23,7 +25,9 @@ Every task has a *kind* that selects the extractor and the comparison:
 Extraction order: explicit answer markers first -- ``#### x``, ``\\boxed{x}``, ``... answer is x``,
 a line starting ``A: x``, a line starting ``Answer: x`` or ``final answer: x`` (per marker, the
 last occurrence that yields an answer wins) -- then a per-kind fallback: the number the
-concluding sentence states (numeric, see :func:`_final_number`), a sentence-initial ``Yes,`` /
+concluding statement states (numeric, see :func:`_final_number`: an answer stated before its
+explanation, or before a closing note, wins over later numbers, and so does a sentence's main
+clause over its parentheses and asides), a sentence-initial ``Yes,`` /
 ``No.`` (yesno), the last ``(X)`` / ``option X`` (choice), the concluding line's quoted or final
 token (string). When nothing is found the answer is ``None`` and so is the verdict ("cannot
 judge"): the verifier never guesses.
@@ -121,11 +125,12 @@ _NUMBER_RE = re.compile(
     (?:
         (?<=[-−])(?<![\w.)\]}/][-−])                      # a sign, not a binary minus
         (?: \s*\\[dt]?frac\s*\{\s*\d+(?:\.\d+)?\s*\}\s*\{\s*\d+(?:\.\d+)?\s*\}
-          | (?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?![\d/]|\.\d)
-          | \.\d+(?:/\d+)?(?![\d/]|\.\d) )
+          | (?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+(?![\w/]|\.\d)|(?:/\d+)?(?![\d/]|\.\d))
+          | \.\d+(?:[eE][-+]?\d+(?![\w/]|\.\d)|(?:/\d+)?(?![\d/]|\.\d)) )
       | (?<=\\)[dt]?frac\s*\{\s*\d+(?:\.\d+)?\s*\}\s*\{\s*\d+(?:\.\d+)?\s*\}
-      | (?<=\d)(?<![\w./]\d)(?:\d{0,2}(?:,\d{3})+|\d*)(?:\.\d+)?(?:/\d+)?(?![\d/]|\.\d)
-      | (?<=\.)(?<![\w./]\.)\d+(?:/\d+)?(?![\d/]|\.\d)
+      | (?<=\d)(?<![\w./]\d)(?:\d{0,2}(?:,\d{3})+|\d*)(?:\.\d+)?
+        (?:[eE][-+]?\d+(?![\w/]|\.\d)|(?:/\d+)?(?![\d/]|\.\d))  # 1.5e-3: scientific notation
+      | (?<=\.)(?<![\w./]\.)\d+(?:[eE][-+]?\d+(?![\w/]|\.\d)|(?:/\d+)?(?![\d/]|\.\d))
     )
     """,
     re.VERBOSE,
@@ -134,9 +139,15 @@ _FRAC_PARTS_RE = re.compile(r"\{\s*([\d.]+)\s*\}")
 _PLAIN_NUMBER_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?:/\d+)?")
 _DIGIT_RE = re.compile(r"\d")
 
-_LATEX_TEXT_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+# ``\text{ cm}^2``: a unit word, with the power of a unit (``m^2``) dropped along with the markup.
+_LATEX_TEXT_RE = re.compile(
+    r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}"
+    r"(?:(?<=[A-Za-z ]\})\s*\^\s*(?:\{\s*[23]\s*\}|[23])(?![\d}]))?"
+)
+# Thin spaces inside a number (``10,\!080``, ``10\,080``) vanish; ``\\`` (a matrix row break) stays.
+_LATEX_NUMBER_SPACE_RE = re.compile(r"(?<=[\d,])\\[,!]\s*(?=\d)")
 _LATEX_DROP_RE = re.compile(
-    r"\\[,;:! ]|\\left|\\right|\\approx|\\sim|\^\s*\{?\s*\\circ\s*\}?|\\displaystyle|\\?\$|\\?%"
+    r"\\\\|\\[,;:! ]|\\left|\\right|\\approx|\\sim|\^\s*\{?\s*\\circ\s*\}?|\\displaystyle|\\?\$|\\?%"
 )
 _LATEX_FRAC_RE = re.compile(r"\\[dt]frac")
 _SYMBOLIC_RE = re.compile(r"\\(?!frac\b)[a-zA-Z]+|\^|√|π")
@@ -210,7 +221,12 @@ def _clean_latex(text: str) -> str:
         return text
     text = _LATEX_TEXT_RE.sub(r" \1 ", text)
     text = _LATEX_FRAC_RE.sub(r"\\frac", text.replace("{,}", ","))
-    return _LATEX_DROP_RE.sub(" ", text)
+    text = _LATEX_NUMBER_SPACE_RE.sub("", text)
+    return _LATEX_DROP_RE.sub(_drop_latex, text)
+
+
+def _drop_latex(m: re.Match[str]) -> str:
+    return m.group() if m.group() == "\\\\" else " "
 
 
 def _parse_strict(text: str) -> Fraction | None:
@@ -251,7 +267,7 @@ _A_LINE_RE = re.compile(r"^[ \t*#>]*A[ \t]*:[ \t*]*([^\n]*)", re.MULTILINE)
 _ANSWER_COLON_RE = re.compile(
     r"(?:^[ \t*#>]*|\bfinal\s+)answer\s*\**\s*:[\s*]*([^\n]*)", re.IGNORECASE | re.MULTILINE
 )
-_SENTENCE_END_RE = re.compile(r"[.!?;](?=\s|$)|\n")
+_SENTENCE_END_RE = re.compile(r"(?<!\\)[.!?;](?=\s|$)|\n")  # not LaTeX's ``\!`` or ``\;``
 
 
 def _boxed_spans(text: str) -> Iterator[str]:
@@ -305,7 +321,7 @@ def _cut_sentence(span: str) -> str:
 
 # --------------------------------------------------------------------------- numeric extraction
 
-_BREAK_RE = re.compile(r"[.!?](?=\s)|\n")
+_BREAK_RE = re.compile(r"(?<!\\)[.!?](?=\s)|\n")
 _EQUALS_RE = re.compile(r"=")
 _EQUALS_WORD_RE = re.compile(r"\bequals\b|\bis\s+equal\s+to\b")
 _RESULT_LEAD_RE = re.compile(r"[\s$*]*")
@@ -314,6 +330,39 @@ _CONCLUSION_RE = re.compile(r"(?:^|(?<=[.!?]\s)|(?<=\n))[ \t]*(?:therefore|thus|
 _CHECK_RE = re.compile(
     r"\b(?:check|checking|checks|verify|verifying|verifies|confirm|confirms|confirming)\b", re.IGNORECASE
 )
+# A closing note, and a cue that the explanation of an answer already stated begins.
+_NOTE_RE = re.compile(
+    r"(?:^|(?<=[.!?]\s)|(?<=\n))[ \t*_]*(?:note\b|please\s+note\b|keep\s+in\s+mind\b"
+    r"|it(?:'s|’s|\s+is)\s+(?:also\s+)?worth\s+(?:noting|mentioning)\b)",
+    re.IGNORECASE,
+)
+# A generalisation or example after the answer: its numbers are hypothetical.
+_GENERAL_RE = re.compile(
+    r"(?:^|(?<=\n\n))[ \t*_]*(?:in\s+general|for\s+example|for\s+instance)\b", re.IGNORECASE
+)
+_EXPLANATION_RE = re.compile(
+    r"(?:^|(?<=[.!?:]\s)|(?<=\n))[ \t*_]*(?:explanation\s*:|here(?:'s|’s|\s+is)\s+(?:the\s+|an\s+)?"
+    r"(?:explanation|reasoning|breakdown|why|how)\b|to\s+see\s+(?:why|this|how)\b)",
+    re.IGNORECASE,
+)
+# An aside in parentheses: words or operands ("(7 red + 3 green)"); not one that computes the
+# answer ("(47+13=60)") nor a bare number restating the one before it ("nineteen (19) books").
+_PAREN_RE = re.compile(r"\([^()=\n]*\)")
+_BARE_PAREN_RE = re.compile(r"\(\s*\$?[\d.,]+\s*\)")
+_RESTATED_RE = re.compile(  # "nineteen (19)", "3 (13)": the parenthesis is the number itself
+    r"(?:\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen"
+    r"|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+    r"|hundred|thousand|million))\s*$",
+    re.IGNORECASE,
+)
+_ANY_PAREN_RE = re.compile(r"\([^()\n]*\)")
+# Subordinate clauses: a reason, a manner, an accompanying detail ("..., scoring 12 points").
+_CLAUSE_RE = re.compile(
+    r",\s*(?:as|since|because|scoring|calculated|assuming|given)\b|\s(?:because|since|after)\b", re.IGNORECASE
+)
+_CLAUSE_END_RE = re.compile(r",\s")
+_THAN_RE = re.compile(r"\bthan\s+(?:the\s+|those\s+|what\s+)?\$?(?=\d)")  # "5 more than the 3 who stayed"
+_OPENING_CHARS = 300
 _TAIL_CHARS = 400
 _SENTENCE_LOOKBACK = 600
 
@@ -359,25 +408,111 @@ def _symbolic_text(span: str, symbolic_task: bool) -> str | None:
 
 
 def _final_number(text: str) -> str | None:
-    """The fallback numeric answer: the number the concluding sentence states.
+    """The fallback numeric answer: the number the concluding statement states.
 
-    The concluding sentence is the last one with a number in it -- ignoring a verification
-    tail ("To check: 39 + 41 + 43 = 123") after a "Therefore/So/Thus/Hence" sentence. If it
-    restates the result of an equation (``... = 90``, ``... equals 90``) that result is the
-    answer (``Therefore, Olivia has $90 left after spending $38`` gives 90); otherwise its last
-    number is.
+    Text that follows the answer without changing it is set aside first: a verification tail
+    ("To check: 39 + 41 + 43 = 123") after a "Therefore/So/Thus/Hence" sentence, a closing note
+    ("Note: the 6 marbles are not relevant"), and everything after an answer stated first
+    ("Robin has 405 pieces. Explanation: ..."). The concluding sentence is then the last one
+    with a number in it. Numbers in its asides -- a parenthesis ("10 peaches in each basket
+    (7 red + 3 green)") or a trailing clause (", scoring 12 points", ", as 7 + 7 + 7 = 21") --
+    are not the answer when its main clause states one. If the main clause restates the result
+    of an equation (``... = 90``, ``... equals 90``) that result is the answer; otherwise its
+    last number is.
     """
-    text = _drop_verification_tail(text)
+    full = _drop_verification_tail(text)
+    text = _drop_after_answer(full)
     last = _last_number_match(text)
     if last is None:
         return None
     start = _sentence_start(text, last.start())
-    stated = {v for m in _NUMBER_RE.finditer(text, start, last.end()) if (v := _token_float(m)) is not None}
+    end = _sentence_end(text, last.end())
+    tokens = [m for m in _NUMBER_RE.finditer(text, start, end) if _token_float(m) is not None]
+    asides = _aside_spans(text, start, end)
+    main = [m for m in tokens if not any(a <= m.start() < b for a, b in asides)] or tokens
+    stated = {_token_float(m) for m in main}
     if len(stated) > 1:
-        for result in _equation_results(text):
+        for result in _equation_results(full):  # the explanation after an answer stated first too
             if _token_float(result) in stated:
                 return format_number(_token_value(result))
-    return format_number(_token_value(last))
+    return format_number(_token_value(main[-1]))
+
+
+def _drop_after_answer(text: str) -> str:
+    """``text`` without a closing note, or up to an answer stated before its explanation.
+
+    An answer stated first ("Dan spent $13. To see why, ...") stands unless the explanation
+    comes to a conclusion of its own that does not restate it.
+    """
+    if len(text) > _TAIL_CHARS * 4:
+        return text  # long texts: notes and answer-first openings are short-chain habits
+    m = _EXPLANATION_RE.search(text, 0, _OPENING_CHARS)
+    if m is not None:
+        opening = [v for t in _NUMBER_RE.finditer(text, 0, m.start()) if (v := _token_float(t)) is not None]
+        if opening and _explanation_agrees(text, m.end(), opening[-1]):
+            return text[: m.start()]
+    general = _GENERAL_RE.search(text)  # a paragraph that generalises or gives an example
+    if general is not None and _has_number(text, 0, general.start()):
+        text = text[: general.start()]
+    note = None
+    for note in _NOTE_RE.finditer(text):  # noqa: B007 - keep the last match
+        pass
+    if note is not None and _concludes(text[: note.start()]):
+        return text[: note.start()]
+    return text
+
+
+def _concludes(text: str) -> bool:
+    """Is the last sentence of ``text`` with a number a concluding one ("Therefore, ... 28 ...")?"""
+    last = _last_number_match(text)
+    return last is not None and _CONCLUSION_RE.match(text, _sentence_start(text, last.start())) is not None
+
+
+def _explanation_agrees(text: str, start: int, opening: float) -> bool:
+    """No concluding sentence with a number after ``start``, or the last numbered one restates ``opening``."""
+    concluding = (c.end() for c in _CONCLUSION_RE.finditer(text, start))
+    if not any(_has_number(text, pos, _sentence_end(text, pos)) for pos in concluding):
+        return True
+    last = _last_number_match(text[start:])
+    if last is None:
+        return True
+    sentence = range(_sentence_start(text, start + last.start()), _sentence_end(text, start + last.end()))
+    return any(_token_float(t) == opening for t in _NUMBER_RE.finditer(text, sentence.start, sentence.stop))
+
+
+def _has_number(text: str, start: int, end: int) -> bool:
+    return any(_token_float(m) is not None for m in _NUMBER_RE.finditer(text, start, end))
+
+
+def _sentence_end(text: str, pos: int) -> int:
+    m = _BREAK_RE.search(text, pos)
+    return m.start() if m else len(text)
+
+
+def _aside_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Parentheses, comparands ("than the 3") and subordinate clauses of ``text[start:end]``.
+
+    A clause reaches the next comma (``since 3 days are left, she spent 11``) or the end; only
+    clauses after the first number of the sentence count (the answer precedes its asides). A
+    parenthesis that computes (``(47+13=60)``) or restates a number (``nineteen (19)``) is no aside.
+    """
+    spans = [
+        (m.start(), m.end())
+        for m in _PAREN_RE.finditer(text, start, end)
+        if not (_BARE_PAREN_RE.fullmatch(m.group()) and _RESTATED_RE.search(text, start, m.start()))
+    ]
+    spans += [(m.start(), m.end() + 1) for m in _THAN_RE.finditer(text, start, end)]
+    first = _NUMBER_RE.search(text, start, end)
+    if first is not None:
+        for clause in _CLAUSE_RE.finditer(text, first.end(), end):
+            parens = [(m.start(), m.end()) for m in _ANY_PAREN_RE.finditer(text, clause.end(), end)]
+            stop_pos = next(
+                (c.start() for c in _CLAUSE_END_RE.finditer(text, clause.end(), end)
+                 if not any(a <= c.start() < b for a, b in parens)),
+                end,
+            )
+            spans.append((clause.start(), stop_pos))
+    return spans
 
 
 def _drop_verification_tail(text: str) -> str:

@@ -21,6 +21,7 @@ from pipeline.perspectives import (
     render_messages,
     render_prompt,
 )
+from pipeline.verify import verify
 
 QUESTION = "Mia has 7 stickers and gives 2 to {her} brother. How many stickers does she keep?"
 MC_QUESTION = "Which planet is largest?\n(A) Mars\n(B) Jupiter\n(C) Venus"
@@ -52,11 +53,34 @@ def write(tmp_path: Path, text: str, name: str = "set.yaml") -> Path:
 # ---------------------------------------------------------------------------- built-ins
 
 
+# The paper's eight perspectives (../shared/PAPER.md), in its order.
+MIND8 = [
+    "formal_symbolic", "intuitive", "decomposition", "planning", "analogy", "socratic", "contrastive", "counterfactual"
+]
+
+# The gold answer of every few-shot question of the built-in sets: a new set adds its own here.
+FEW_SHOT_GOLDS = {
+    "A baker makes 24 muffins. She sells 3/4 of them in the morning and 2 more in the afternoon. "
+    "How many muffins are left?": "4",
+    "Sam buys 3 notebooks at $4 each and a pen for $2. He pays with a $20 bill. How much change does he get?": "6",
+    "A library has 5 shelves with 12 books on each shelf. It lends out 17 books. "
+    "How many books are still on the shelves?": "43",
+    "A train ticket costs $8 for an adult and half as much for a child. "
+    "How much do 2 adults and 3 children pay in total?": "28",
+    "Did William Shakespeare ever use a telephone?": "no",
+    "Which of these animals is a mammal?\n(A) shark\n(B) dolphin\n(C) trout\n(D) octopus": "B",
+    "Could a person born in 1990 have voted in the 2004 US presidential election?": "no",
+    "Which of these is a liquid at room temperature?\n(A) iron\n(B) mercury\n(C) salt\n(D) sand": "B",
+}
+
+
 def test_builtin_sets_are_listed():
-    assert {"math", "yesno_choice"} <= set(available_perspective_sets())
+    assert {"math", "yesno_choice", "mind8", "mind8_yesno_choice"} <= set(available_perspective_sets())
 
 
-@pytest.mark.parametrize(("set_name", "minimum"), [("math", 4), ("yesno_choice", 3)])
+@pytest.mark.parametrize(
+    ("set_name", "minimum"), [("math", 4), ("yesno_choice", 3), ("mind8", 8), ("mind8_yesno_choice", 8)]
+)
 def test_builtin_set_loads_and_renders(set_name, minimum):
     perspectives = load_perspective_set(set_name)
     assert len(perspectives) >= minimum
@@ -82,8 +106,9 @@ def test_math_set_has_the_requested_styles():
     assert names & {"program", "backward"}
 
 
-def test_math_few_shot_answers_follow_the_answer_format():
-    for p in load_perspective_set("math"):
+@pytest.mark.parametrize("set_name", ["math", "mind8"])
+def test_math_few_shot_answers_follow_the_answer_format(set_name):
+    for p in load_perspective_set(set_name):
         for ex in p.few_shot:
             assert re.search(r"The answer is -?\d+(\.\d+)?\.\s*$", ex.answer), (p.name, ex.answer)
 
@@ -99,11 +124,37 @@ def test_program_of_thought_examples_print_their_answer():
         assert buf.getvalue().strip() == stated
 
 
-def test_yesno_choice_few_shot_answers_follow_the_answer_format():
-    for p in load_perspective_set("yesno_choice"):
+@pytest.mark.parametrize("set_name", ["yesno_choice", "mind8_yesno_choice"])
+def test_yesno_choice_few_shot_answers_follow_the_answer_format(set_name):
+    for p in load_perspective_set(set_name):
         for ex in p.few_shot:
             assert re.search(r"The answer is (yes|no|\([A-Z]\))\.$", ex.answer), (p.name, ex.answer)
         assert MC_QUESTION in render_messages(p, MC_QUESTION)[-1]["content"]
+
+
+@pytest.mark.parametrize("set_name", ["mind8", "mind8_yesno_choice"])
+def test_mind8_has_the_papers_eight_perspectives(set_name):
+    perspectives = load_perspective_set(set_name)
+    assert [p.name for p in perspectives] == MIND8
+    assert len({p.system_prompt for p in perspectives}) == 8 and len({p.description for p in perspectives}) == 8
+    for p in perspectives:  # all perspectives solve the same questions: only the style differs
+        assert len(p.few_shot) == 2
+        assert [ex.question for ex in p.few_shot] == [ex.question for ex in perspectives[0].few_shot]
+        assert len({ex.answer for ex in p.few_shot}) == 2
+
+
+@pytest.mark.parametrize("set_name", available_perspective_sets())
+def test_every_few_shot_answer_verifies_against_its_gold(set_name):
+    """The verifier reads each built-in few-shot answer and judges it correct against its gold."""
+    for p in load_perspective_set(set_name):
+        for ex in p.few_shot:
+            assert ex.question in FEW_SHOT_GOLDS, f"{set_name}/{p.name}: add the gold of {ex.question!r}"
+            gold = FEW_SHOT_GOLDS[ex.question]
+            task = "gsm8k" if gold[0].isdigit() else "strategyqa" if gold in ("yes", "no") else "commonsense_qa"
+            verdict = verify(ex.answer, gold, task)
+            assert verdict.is_correct is True, (set_name, p.name, ex.answer, verdict)
+            wrong = {"yes": "no", "no": "yes"}.get(gold) or ("A" if gold == "B" else str(int(gold) + 1))
+            assert verify(ex.answer, wrong, task).is_correct is False, (set_name, p.name, ex.answer)
 
 
 def test_select_perspectives_by_name_in_order():
