@@ -15,6 +15,11 @@ file list that reads only the columns it needs and pushes filters (and ``LIMIT``
 million rows takes about half a second and ``show`` / ``list`` tens of milliseconds (plus
 interpreter start-up; ``benchmarks/browse.py``, ``docs/performance.md``).
 
+Difficulty: ``show`` and ``list`` give each question's teacher failures -- of its judged
+rationales (``finish_reason == "stop"``, over every view, teacher and sample in scope), how many
+are not correct -- the measure of ``pipeline.select``; ``stats`` adds a histogram of questions
+by failures and by failure rate (:func:`difficulty`, :func:`difficulty_histogram`).
+
 The functions :func:`summary`, :func:`stats`, :func:`show` and :func:`list_rows` return
 plain dicts (for a web viewer or benchmarks); pass them an :class:`Shards` to reuse one
 discovery and DuckDB connection across calls. Bad input raises
@@ -44,7 +49,7 @@ from data_schemas.io import SHARD_DIR
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["RunInfo", "Shards", "list_rows", "main", "show", "stats", "summary"]
+__all__ = ["RunInfo", "Shards", "difficulty", "difficulty_histogram", "list_rows", "main", "show", "stats", "summary"]
 
 VERDICTS = {True: "✓", False: "✗", None: "?"}
 VERDICT_FILTERS = {
@@ -324,6 +329,87 @@ def stats(root: str | Path | Shards, run: str | None = None) -> list[dict[str, A
     return out
 
 
+# the measure of pipeline.select.question_difficulty: judged rows, and those not correct
+_DIFFICULTY_SQL = (
+    "count_if(finish_reason = 'stop') AS rationales, "
+    "count_if(finish_reason = 'stop' AND NOT coalesce(is_correct, false)) AS failures"
+)
+#: Failure-rate buckets of :func:`difficulty_histogram`: (label, upper bound, bound included).
+RATE_BUCKETS = (("0%", 0.0, True), ("≤25%", 0.25, True), ("≤50%", 0.5, True), ("≤75%", 0.75, True),
+                ("<100%", 1.0, False), ("100%", 1.0, True))  # fmt: skip
+
+
+def _difficulty_entry(rationales: int, failures: int) -> dict[str, Any]:
+    return {
+        "rationales": int(rationales),
+        "failures": int(failures),
+        "failure_rate": failures / rationales if rationales else 0.0,
+    }
+
+
+def _rate_bucket(rate: float) -> str:
+    for label, bound, inclusive in RATE_BUCKETS:
+        if rate < bound or (inclusive and rate == bound):
+            return label
+    return RATE_BUCKETS[-1][0]
+
+
+def difficulty(
+    root: str | Path | Shards, question_ids: Sequence[str] | None = None, run: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each question's teacher failures, by id: ``{"rationales", "failures", "failure_rate"}``.
+
+    ``rationales`` counts the judged rows (``finish_reason == "stop"``) over every view, teacher,
+    sample and run in scope; ``failures`` those whose ``is_correct`` is not True -- the measure
+    of :func:`pipeline.select.question_difficulty` (failure rate 0 without a judged row).
+    ``question_ids``: only these (scanning only the shards that may hold them); None: all.
+    """
+    with _open(root, run) as sh:
+        sql = f"SELECT question_id, {_DIFFICULTY_SQL} FROM {{src}}"
+        if question_ids is None:
+            rows = sh.query(sql + " GROUP BY question_id")
+        else:
+            ids = sorted(set(question_ids))
+            if not ids:
+                return {}
+            files = sorted({p for q in ids for p in sh.files_for_question(q)}, key=sh.files.index)
+            marks = ", ".join("?" for _ in ids)
+            sql += f" WHERE question_id IN ({marks}) GROUP BY question_id"
+            rows = sh.query(sql, ids, files=files) if files else []
+    rows.sort(key=lambda r: r["question_id"])
+    return {r["question_id"]: _difficulty_entry(r["rationales"] or 0, r["failures"] or 0) for r in rows}
+
+
+def difficulty_histogram(root: str | Path | Shards, run: str | None = None) -> dict[str, Any]:
+    """Questions by teacher failures (see :func:`difficulty`): ``questions``, ``hard`` (any
+    failed rationale: hard for ``pipeline.select``'s default threshold), ``easy``, ``unjudged``
+    (no judged rationale), ``by_failures`` (``{"0": n, "1": n, ...}``) and ``by_rate`` (the
+    buckets of :data:`RATE_BUCKETS`, every one listed)."""
+    with _open(root, run) as sh:
+        rows = sh.query(
+            f"SELECT rationales, failures, count(*) AS questions FROM "
+            f"(SELECT {_DIFFICULTY_SQL} FROM {{src}} GROUP BY question_id) GROUP BY ALL"
+        )
+    by_failures: dict[int, int] = {}
+    by_rate = {label: 0 for label, _, _ in RATE_BUCKETS}
+    total = hard = unjudged = 0
+    for r in rows:
+        n, judged, failed = r["questions"], r["rationales"] or 0, r["failures"] or 0
+        total += n
+        hard += n if failed else 0
+        unjudged += n if not judged else 0
+        by_failures[failed] = by_failures.get(failed, 0) + n
+        by_rate[_rate_bucket(_difficulty_entry(judged, failed)["failure_rate"])] += n
+    return {
+        "questions": total,
+        "hard": hard,
+        "easy": total - hard,
+        "unjudged": unjudged,
+        "by_failures": {str(k): by_failures[k] for k in sorted(by_failures)},
+        "by_rate": by_rate,
+    }
+
+
 SHOW_COLUMNS = (
     "run_id, question_id, question, gold_answer, task, perspective, teacher, sample_index, rationale, "
     "predicted_answer, is_correct, finish_reason, num_tokens"
@@ -331,7 +417,8 @@ SHOW_COLUMNS = (
 
 
 def show(root: str | Path | Shards, question_id: str, run: str | None = None) -> dict[str, Any]:
-    """One question (text, gold answer, task) with every rationale of it, sorted by perspective.
+    """One question (text, gold answer, task) with every rationale of it, sorted by perspective,
+    and its ``difficulty`` (teacher failures over those rationales, as :func:`difficulty`).
 
     Raises ``ContractError`` for an unknown id, with close ids as a hint when there are any.
     """
@@ -352,6 +439,7 @@ def show(root: str | Path | Shards, question_id: str, run: str | None = None) ->
         | {"verdict": VERDICTS[r["is_correct"]]}
         for r in rows
     ]
+    judged = [r for r in rows if r["finish_reason"] == "stop"]
     return {
         "question_id": question_id,
         "question": first["question"],
@@ -359,6 +447,7 @@ def show(root: str | Path | Shards, question_id: str, run: str | None = None) ->
         "task": first["task"],
         "runs": sorted({r["run_id"] for r in rows}),
         "perspectives": sorted({r["perspective"] for r in rows}),
+        "difficulty": _difficulty_entry(len(judged), sum(r["is_correct"] is not True for r in judged)),
         "rationales": rationales,
     }
 
@@ -388,11 +477,14 @@ def list_rows(
     finish_reason: str | None = None,
     limit: int | None = 20,
     excerpt_chars: int = 80,
+    with_difficulty: bool = True,
 ) -> list[dict[str, Any]]:
     """Rationales matching every given filter, in shard order (question id within a shard).
 
     ``verdict`` is ``correct``, ``incorrect`` or ``unjudged``; ``limit`` None or 0 means all
-    rows. ``excerpt`` is the tail of the rationale (where the answer is) on one line.
+    rows. ``excerpt`` is the tail of the rationale (where the answer is) on one line. With
+    ``with_difficulty``, each row's ``difficulty`` is its question's (:func:`difficulty`: over
+    all the question's rationales in scope, not only the rows that match).
     """
     where, params = [], []
     for col, value in (
@@ -419,11 +511,21 @@ def list_rows(
         sql += f" LIMIT {int(limit)}"
     with _open(root, run) as sh:
         rows = sh.query(sql, params)
+        hardness: dict[str, dict[str, Any]] = {}
+        if with_difficulty and rows:
+            ids = {r["question_id"] for r in rows}
+            # a few ids: only the shards that may hold them; many: one scan of all
+            hardness = difficulty(sh, sorted(ids) if len(ids) <= _DIFFICULTY_IDS_MAX else None)
     for r in rows:
         tail = " ".join(r.pop("tail").split())
         r["excerpt"] = tail if len(tail) <= excerpt_chars else "…" + tail[-(excerpt_chars - 1) :]
         r["verdict"] = VERDICTS[r["is_correct"]]
+        if with_difficulty:
+            r["difficulty"] = hardness.get(r["question_id"], _difficulty_entry(0, 0))
     return rows
+
+
+_DIFFICULTY_IDS_MAX = 500  # list: above this many question ids, difficulty scans everything once
 
 
 # ---------------------------------------------------------------- rendering
@@ -444,7 +546,14 @@ def _console(width: int | None = None) -> Console:
     return Console(width=width, highlight=False, soft_wrap=False, emoji=False)
 
 
-def render_stats(info: dict[str, Any], groups: list[dict[str, Any]], width: int | None = None) -> None:
+def render_stats(
+    info: dict[str, Any],
+    groups: list[dict[str, Any]],
+    width: int | None = None,
+    hardness: dict[str, Any] | None = None,
+) -> None:
+    """The ``stats`` tables; ``hardness`` (a :func:`difficulty_histogram`) adds the questions
+    by teacher failures."""
     from rich import box
     from rich.table import Table
 
@@ -484,6 +593,40 @@ def render_stats(info: dict[str, Any], groups: list[dict[str, Any]], width: int 
             _escape(finish),
         )
     console.print(table)
+    if hardness is not None:
+        render_difficulty(console, hardness)
+
+
+def render_difficulty(console: Console, hardness: dict[str, Any]) -> None:
+    """Questions by failed rationales and by failure rate, side by side."""
+    from rich import box
+    from rich.columns import Columns
+    from rich.table import Table
+
+    n = hardness["questions"]
+    unjudged = f", {hardness['unjudged']:,} without a judged rationale" if hardness["unjudged"] else ""
+    console.print(
+        f"difficulty: {hardness['hard']:,} of {n:,} questions with a failed rationale (hard), "
+        f"{hardness['easy']:,} without{unjudged}"
+    )
+
+    def histogram(title: str, counts: dict[str, int]) -> Table:
+        table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, title_justify="left")
+        table.add_column(title.split(" by ")[-1], justify="right", no_wrap=True)
+        table.add_column("questions", justify="right", no_wrap=True)
+        table.add_column("", no_wrap=True)
+        top = max(counts.values(), default=0)
+        for label, count in counts.items():
+            bar = "█" * round(20 * count / top) if top else ""
+            table.add_row(_escape(label), f"{count:,}", bar)
+        return table
+
+    console.print(
+        Columns([
+            histogram("questions by failed rationales", hardness["by_failures"]),
+            histogram("questions by failure rate", hardness["by_rate"]),
+        ], padding=(0, 4))
+    )  # fmt: skip
 
 
 def render_show(data: dict[str, Any], width: int | None = None) -> None:
@@ -493,9 +636,11 @@ def render_show(data: dict[str, Any], width: int | None = None) -> None:
     from rich.text import Text
 
     console = _console(width)
+    hard = data.get("difficulty")
+    failed = "" if hard is None else f" · teacher failed {_failed_text(hard)}"
     console.print(
         f"[bold]{escape(data['question_id'])}[/] · task {escape(data['task'])} · "
-        f"gold [bold cyan]{escape(data['gold_answer'])}[/] · {len(data['rationales'])} rationale(s)"
+        f"gold [bold cyan]{escape(data['gold_answer'])}[/] · {len(data['rationales'])} rationale(s){failed}"
     )
     console.print(Text(data["question"]))
     console.print()
@@ -527,9 +672,18 @@ def render_show(data: dict[str, Any], width: int | None = None) -> None:
     console.print(Columns(panels, width=col_width, padding=(0, 1)))
 
 
+def _failed_text(hard: dict[str, Any], rate: bool = True) -> str:
+    """``3/12 (25%)``: failed of judged rationales (``–`` when none was judged)."""
+    if not hard["rationales"]:
+        return "– (none judged)" if rate else "–"
+    text = f"{hard['failures']}/{hard['rationales']}"
+    return f"{text} ({hard['failure_rate']:.0%})" if rate else text
+
+
 def _list_cells(r: dict[str, Any]) -> dict[str, str]:
     return {
         "question_id": r["question_id"],
+        "failed": _failed_text(r["difficulty"], rate=False) if "difficulty" in r else "",
         "perspective": r["perspective"],
         "teacher": r["teacher"],
         "#": str(r["sample_index"]),
@@ -547,11 +701,12 @@ _LIST_LAYOUT = (
     ("gold", 14, 5),
     ("perspective", 16, 8),
     ("question_id", 36, 16),
+    ("failed", 7, 3),
     ("finish", 8, 6),
     ("#", 4, 1),
     ("ok", 2, 2),
 )
-_LIST_ORDER = ("question_id", "perspective", "teacher", "#", "ok", "predicted", "gold", "finish")
+_LIST_ORDER = ("question_id", "failed", "perspective", "teacher", "#", "ok", "predicted", "gold", "finish")
 
 
 def render_list(rows: list[dict[str, Any]], more: bool, width: int | None = None) -> None:
@@ -560,8 +715,10 @@ def render_list(rows: list[dict[str, Any]], more: bool, width: int | None = None
 
     console = _console(width)
     cells = [_list_cells(r) for r in rows]
-    widths = {name: min(hi, max([len(name)] + [len(c[name]) for c in cells])) for name, hi, _ in _LIST_LAYOUT}
-    lows = {name: lo for name, _, lo in _LIST_LAYOUT}
+    has_failed = any(c["failed"] for c in cells)  # rows without difficulty: no column
+    layout = [col for col in _LIST_LAYOUT if col[0] != "failed" or has_failed]
+    widths = {name: min(hi, max([len(name)] + [len(c[name]) for c in cells])) for name, hi, _ in layout}
+    lows = {name: lo for name, _, lo in layout}
     gap = 3  # padding either side of a column plus the (blank) divider
     excerpt_max = max([16] + [len(r["excerpt"]) for r in rows])
     want = min(excerpt_max, 24)
@@ -575,14 +732,16 @@ def render_list(rows: list[dict[str, Any]], more: bool, width: int | None = None
         if widths[name] <= lows[name]:
             break
         widths[name] -= 1
-    for name in ("finish", "#"):  # still too narrow: drop the least useful columns
+    for name in ("finish", "#", "failed"):  # still too narrow: drop the least useful columns
         if room() < 16:
             del widths[name]
     excerpt_width = max(8, min(excerpt_max, room()))
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     names = [n for n in _LIST_ORDER if n in widths]
     for name in names:
-        justify: Literal["left", "center", "right"] = "right" if name == "#" else "center" if name == "ok" else "left"
+        justify: Literal["left", "center", "right"] = (
+            "right" if name in ("#", "failed") else "center" if name == "ok" else "left"
+        )
         table.add_column(name, width=widths[name], no_wrap=True, overflow="ellipsis", justify=justify)
     table.add_column("rationale (tail)", width=excerpt_width, no_wrap=True, overflow="ellipsis")
     for r, c in zip(rows, cells, strict=True):
@@ -618,7 +777,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--width", type=int, default=None, help="terminal width for the output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{stats,show,list,serve}")
 
-    sub.add_parser("stats", parents=[common], help="per perspective × teacher statistics")
+    sub.add_parser("stats", parents=[common], help="per perspective × teacher statistics, questions by difficulty")
 
     p_show = sub.add_parser("show", parents=[common], help="one question with all its rationales side by side")
     p_show.add_argument("question_id", metavar="QUESTION_ID")
@@ -669,11 +828,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sh = Shards(args.dir, args.run)
         try:
             if args.command == "stats":
-                info, groups = summary(sh), stats(sh)
+                info, groups, hardness = summary(sh), stats(sh), difficulty_histogram(sh)
                 if args.json:
-                    _write_json({"summary": info, "groups": groups})
+                    _write_json({"summary": info, "groups": groups, "difficulty": hardness})
                 else:
-                    render_stats(info, groups, args.width)
+                    render_stats(info, groups, args.width, hardness)
             elif args.command == "show":
                 data = show(sh, args.question_id)
                 if args.json:

@@ -20,6 +20,8 @@ CLI::
         [--hard-threshold T] [--seed S] [--exclude-from DIR]
 
 prints the counts and writes ``selection.json`` (counts, arguments, question ids) into ``DIR``.
+:func:`run_selection` is that whole step as one call; ``flows.select`` wraps it as a Prefect
+task and flow.
 """
 
 from __future__ import annotations
@@ -243,6 +245,67 @@ def run_question_ids(root: str | Path) -> set[str]:
     return ids
 
 
+# ---------------------------------------------------------------- one call: the CLI's and the flow's body
+def check_selection_request(
+    src: str | Path,
+    *,
+    target: int | None = None,
+    easy_fraction: float | None = None,
+    hard_threshold: float = 0.0,
+    exclude_from: str | Path | None = None,
+) -> None:
+    """Raise ``ValueError`` (naming the argument) for a selection that cannot run: a missing
+    run or ``exclude_from`` folder, or bad ``target`` / ``easy_fraction`` / ``hard_threshold``."""
+    if not Path(src).exists():
+        raise ValueError(f"RUN: no such folder {src}")
+    _check_selection_args(target, easy_fraction, hard_threshold)
+    if exclude_from is not None and not Path(exclude_from).exists():
+        raise ValueError(f"exclude_from (--exclude-from): no such folder {exclude_from}")
+
+
+def run_selection(
+    src: str | Path,
+    out: str | Path,
+    *,
+    target: int | None = None,
+    easy_fraction: float | None = None,
+    hard_threshold: float = 0.0,
+    seed: int = 0,
+    exclude_from: str | Path | None = None,
+) -> dict[str, Any]:
+    """Difficulty, hard-first selection, the subset run in ``out`` and ``out/selection.json``.
+
+    What ``python -m pipeline.select`` and the ``select`` flow (``flows.select``) run. Returns
+    the report written to ``selection.json`` (``counts``, ``args``, ``question_ids``) plus the
+    subset's ``run_id``. Raises ``ValueError`` for bad arguments or an empty selection and
+    ``ContractError`` for bad input; writing the same selection again is a no-op.
+    """
+    check_selection_request(
+        src, target=target, easy_fraction=easy_fraction, hard_threshold=hard_threshold, exclude_from=exclude_from
+    )
+    exclude = run_question_ids(exclude_from) if exclude_from is not None else set()
+    difficulty = question_difficulty(src)
+    selection = select_hard_first(
+        difficulty, target=target, easy_fraction=easy_fraction, hard_threshold=hard_threshold, seed=seed,
+        exclude=exclude,
+    )  # fmt: skip
+    if not selection.question_ids:
+        raise ValueError("the selection is empty (every question excluded?)")
+    arguments = {
+        "method": "hard_first",
+        "target": target,
+        "easy_fraction": easy_fraction,
+        "hard_threshold": hard_threshold,
+        "seed": seed,
+        "exclude_from": None if exclude_from is None else str(exclude_from),
+    }
+    written = write_subset(src, out, selection.question_ids, {**arguments, "counts": selection.counts})
+    report = {"counts": selection.counts, "args": {"run": str(src), "out": str(out), **arguments},
+              "question_ids": list(selection.question_ids)}  # fmt: skip
+    write_text_atomic(written / SELECTION_FILE, json.dumps(report, indent=2) + "\n")
+    return {**report, "run_id": load_manifest(written).run_id}
+
+
 # ---------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -308,26 +371,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
 
     try:
-        exclude = run_question_ids(args.exclude_from) if args.exclude_from is not None else set()
-        difficulty = question_difficulty(args.run)
-        selection = select_hard_first(
-            difficulty, target=args.target, easy_fraction=args.easy_fraction,
-            hard_threshold=args.hard_threshold, seed=args.seed, exclude=exclude,
+        report = run_selection(
+            args.run, args.out, target=args.target, easy_fraction=args.easy_fraction,
+            hard_threshold=args.hard_threshold, seed=args.seed, exclude_from=args.exclude_from,
         )  # fmt: skip
-        if not selection.question_ids:
-            raise ValueError("the selection is empty (every question excluded?)")
-        arguments = {
-            "method": "hard_first",
-            "target": args.target,
-            "easy_fraction": args.easy_fraction,
-            "hard_threshold": args.hard_threshold,
-            "seed": args.seed,
-            "exclude_from": None if args.exclude_from is None else str(args.exclude_from),
-        }
-        out = write_subset(args.run, args.out, selection.question_ids, {**arguments, "counts": selection.counts})
-        report = {"counts": selection.counts, "args": {"run": str(args.run), "out": str(args.out), **arguments},
-                  "question_ids": list(selection.question_ids)}  # fmt: skip
-        write_text_atomic(out / SELECTION_FILE, json.dumps(report, indent=2) + "\n")
     except ContractError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -335,8 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print_counts(selection)
-        print(f"wrote {len(selection.question_ids)} questions to {out} (run {load_manifest(out).run_id})")
+        print_counts(Selection(tuple(report["question_ids"]), report["counts"]))
+        print(f"wrote {len(report['question_ids'])} questions to {args.out} (run {report['run_id']})")
     return 0
 
 

@@ -14,8 +14,17 @@ whose ``where`` is ``FILE:LINE`` (``FILE: row N`` for Parquet and ``datasets`` f
 
 Ids: ``gsm8k:<split>:<line index>`` (``test.jsonl`` and ``test_socratic.jsonl`` hold the same
 questions in the same order and share ids, so their two rationale styles join on the id),
-``svamp:<ID>``, ``mentor_kd/<file stem>:<question index>``, and for generic files the id column
-or else :func:`pipeline.ids.content_question_id`.
+``svamp:<ID>``, ``mentor_kd/<file stem>:<question index>`` (also for the ``commonsense_qa`` and
+``strategyqa`` sources, which read the same mentor-kd files), ``math500:<unique_id>``,
+``gpqa:<Record ID>``, and for generic files the id column or else
+:func:`pipeline.ids.content_question_id`.
+
+The paper's evaluation sets (DESIGN §7, ``../shared/data``)::
+
+    load_questions("math500", "../shared/data/math500")            # task math, difficulty = MATH level
+    load_questions("commonsense_qa", "../shared/data/mentor_kd")   # commonsense_qa_test.json, letters A-E
+    load_questions("strategyqa", "../shared/data/mentor_kd")       # strategy_qa_test.json, yes/no
+    load_questions("gpqa", "my/gpqa_diamond.csv", seed=0)          # your own copy; options shuffled
 """
 
 from __future__ import annotations
@@ -23,14 +32,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from data_schemas import ContractError, validate_row
 
-from .ids import content_question_id
-from .readers import iter_json_array, iter_jsonl, iter_records
+from .ids import content_question_id, derive_seed
+from .readers import _read_text, iter_json_array, iter_jsonl, iter_records
 
 __all__ = [
     "MENTOR_KD_TASKS",
@@ -38,6 +47,9 @@ __all__ = [
     "MentorKdFile",
     "MentorKdQuestion",
     "available_sources",
+    "commonsense_qa_questions",
+    "gpqa_choices",
+    "gpqa_questions",
     "gold_text",
     "gsm8k_question",
     "gsm8k_questions",
@@ -47,6 +59,7 @@ __all__ = [
     "load_questions",
     "load_questions_from_config",
     "make_question_row",
+    "math500_questions",
     "mentor_kd_file",
     "mentor_kd_questions",
     "iter_mentor_kd",
@@ -54,6 +67,7 @@ __all__ = [
     "register_source",
     "require_field",
     "split_gsm8k_answer",
+    "strategyqa_questions",
     "strip_calculator_notes",
     "svamp_questions",
     "synthetic_questions",
@@ -61,7 +75,11 @@ __all__ = [
 
 SourceFn = Callable[..., Iterator[dict[str, Any]]]
 _REGISTRY: dict[str, SourceFn] = {}
-_ALIASES = {"mentor_kd": "mentor-kd", "mentorkd": "mentor-kd", "hf_disk": "hf-disk", "hf": "hf-disk", "json": "jsonl"}
+_ALIASES = {
+    "mentor_kd": "mentor-kd", "mentorkd": "mentor-kd", "hf_disk": "hf-disk", "hf": "hf-disk", "json": "jsonl",
+    "math-500": "math500", "csqa": "commonsense_qa", "commonsense-qa": "commonsense_qa", "strategy_qa": "strategyqa",
+    "strategy-qa": "strategyqa", "gpqa_diamond": "gpqa", "gpqa-diamond": "gpqa",
+}  # fmt: skip
 
 _CALC_NOTE = re.compile(r"<<[^<>]*>>")
 
@@ -486,6 +504,202 @@ def mentor_kd_questions(path: str | Path | None, *, task: str | None = None) -> 
     for q in iter_mentor_kd(path, task=task):
         if not q.repeat:
             yield q.row
+
+
+# ---------------------------------------------------------------- MATH-500
+MATH500_FILE = "test.jsonl"
+
+
+def _data_file(path: str | Path | None, kind: str, default_name: str) -> Path:
+    """``path`` itself, or ``path/default_name`` when ``path`` is a folder."""
+    path = _require_path(path, kind)
+    return path / default_name if path.is_dir() else path
+
+
+@register_source("math500")
+def math500_questions(path: str | Path | None, *, split: str = "test") -> Iterator[dict[str, Any]]:
+    """MATH-500 ``test.jsonl`` (or its folder) in the HuggingFaceH4/MATH-500 layout: question
+    ``problem``, gold ``answer`` (LaTeX, task ``math``: compared after normalisation, symbolic
+    answers with math-verify), reference rationale ``solution``, difficulty the MATH ``level``
+    (1-5); metadata ``level``, ``subject``, ``unique_id``. Id ``math500:<unique_id>``
+    (``math500:test/precalculus/807.json``)."""
+    path = _data_file(path, "math500", MATH500_FILE)
+    seen: dict[str, int] = {}
+    for line_no, obj in iter_jsonl(path):
+        where = f"{path}:{line_no}"
+        uid = require_field(obj, "unique_id", where).strip()
+        qid = f"math500:{uid}"
+        if qid in seen:
+            raise ContractError(where, f"duplicate unique_id {uid!r} (first at line {seen[qid]})")
+        seen[qid] = line_no
+        problem = require_field(obj, "problem", where).strip()
+        answer = require_field(obj, "answer", where, kind=(str, int, float))
+        level = require_field(obj, "level", where, kind=(int, str))
+        try:
+            level = int(str(level).removeprefix("Level").strip())
+        except ValueError:
+            raise ContractError(where, f"field 'level' must be an integer 1-5, got {level!r}") from None
+        if not 1 <= level <= 5:
+            raise ContractError(where, f"field 'level' must be an integer 1-5, got {level}")
+        subject = require_field(obj, "subject", where).strip()
+        solution = obj.get("solution")
+        if solution is not None and not isinstance(solution, str):
+            raise ContractError(where, f"field 'solution' must be a string, got {type(solution).__name__}")
+        yield make_question_row(
+            where,
+            question_id=qid,
+            question=problem,
+            gold=answer,
+            task="math",
+            source="math500",
+            split=split,
+            reference_rationale=solution,
+            difficulty=level,
+            metadata={"level": level, "subject": subject, "unique_id": uid},
+        )
+
+
+# ---------------------------------------------------------------- CommonsenseQA and StrategyQA (mentor-kd files)
+def _mentor_kd_dataset_questions(
+    path: str | Path | None, *, kind: str, dataset: str
+) -> Iterator[dict[str, Any]]:
+    """The questions of a mentor-kd file of ``dataset`` (``<dataset>_test.json`` when ``path``
+    is a folder); the same rows, ids included, as the ``mentor-kd`` source gives for it."""
+    path = _data_file(path, kind, f"{dataset}_test.json")
+    info = mentor_kd_file(path)
+    if info.dataset != dataset:
+        raise ContractError(
+            str(path), f"a mentor-kd {info.dataset!r} file, not {dataset!r} (expected {dataset}_test.json)"
+        )
+    yield from mentor_kd_questions(path)
+
+
+@register_source("commonsense_qa")
+def commonsense_qa_questions(path: str | Path | None) -> Iterator[dict[str, Any]]:
+    """CommonsenseQA from the mentor-kd files: ``commonsense_qa_test.json`` (1,221 questions) or
+    the folder holding it. Five options ``A.`` .. ``E.`` in the question text after ``Answer
+    Choices:``, gold an option letter (task ``commonsense_qa``, kind choice). Ids as the
+    ``mentor-kd`` source: ``mentor_kd/commonsense_qa_test:<index>``."""
+    yield from _mentor_kd_dataset_questions(path, kind="commonsense_qa", dataset="commonsense_qa")
+
+
+@register_source("strategyqa")
+def strategyqa_questions(path: str | Path | None) -> Iterator[dict[str, Any]]:
+    """StrategyQA from the mentor-kd files: ``strategy_qa_test.json`` (687 questions) or the
+    folder holding it (a ``strategy_qa_3_train.json`` works too). Gold yes/no (task
+    ``strategyqa``). Ids as the ``mentor-kd`` source: ``mentor_kd/strategy_qa_test:<index>``."""
+    yield from _mentor_kd_dataset_questions(path, kind="strategyqa", dataset="strategy_qa")
+
+
+# ---------------------------------------------------------------- GPQA (the user's own copy of the official CSV)
+GPQA_TASK = "gpqa"
+GPQA_QUESTION = "Question"
+GPQA_CORRECT = "Correct Answer"
+GPQA_INCORRECT = ("Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+GPQA_LETTERS = "ABCD"
+#: Official columns kept as metadata (when present), under these keys.
+GPQA_METADATA = {"Record ID": "record_id", "High-level domain": "domain", "Subdomain": "subdomain"}
+
+
+def gpqa_choices(correct: str, incorrect: Sequence[str], *, seed: int, key: str) -> tuple[list[str], str]:
+    """The four options in a seeded order and the gold letter. The order depends only on
+    ``(seed, key)`` (the question id), not on the other rows of the file."""
+    import random
+
+    options = [correct, *incorrect]
+    order = list(range(len(options)))
+    random.Random(derive_seed("gpqa-choices", seed, key)).shuffle(order)
+    return [options[i] for i in order], GPQA_LETTERS[order.index(0)]
+
+
+def _iter_csv(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line where the record starts, fields)`` of every record of a CSV file (header included)."""
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    start = 1
+    try:
+        for fields in reader:
+            yield start, fields
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise ContractError(f"{path}:{reader.line_num}", f"invalid CSV ({exc})") from None
+
+
+@register_source("gpqa")
+def gpqa_questions(
+    path: str | Path | None,
+    *,
+    seed: int = 0,
+    split: str | None = None,
+    source: str = "gpqa",
+) -> Iterator[dict[str, Any]]:
+    """GPQA (Diamond: ``gpqa_diamond.csv``) from the user's own copy of the official CSV, which
+    is not shipped. Columns ``Question``, ``Correct Answer``, ``Incorrect Answer 1..3``; the four
+    answers are shuffled (seeded per question by ``seed`` and its id) into options ``(A)`` ..
+    ``(D)`` appended to the question text, and the gold is the letter of the correct one (task
+    ``gpqa``, kind choice). Id ``gpqa:<Record ID>`` (else a content hash of the question); split
+    from the file name (``gpqa_diamond.csv`` -> ``diamond``, else ``test``); metadata the record
+    id, domain and subdomain (when the file has those columns) and ``choice_seed``."""
+    if path is None:
+        raise ValueError(
+            "question source 'gpqa' needs the path of your copy of the official GPQA CSV "
+            "(e.g. gpqa:PATH/gpqa_diamond.csv); it is not shipped with the toolkit"
+        )
+    path = Path(path)
+    if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise ContractError(
+            str(path), f"{what}: give the path of your copy of the official GPQA CSV (e.g. gpqa_diamond.csv)"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"gpqa option seed must be an integer, got {seed!r}")
+    if split is None:
+        stem = path.stem.lower()
+        split = stem.removeprefix("gpqa_") if stem.startswith("gpqa_") and len(stem) > 5 else "test"
+    records = _iter_csv(path)
+    try:
+        _, header = next(records)
+    except StopIteration:
+        raise ContractError(str(path), "empty file: expected the official GPQA CSV header") from None
+    header = [h.strip() for h in header]
+    header[0] = header[0].lstrip("\ufeff")
+    index = {name: i for i, name in reversed(list(enumerate(header)))}  # first of repeated names wins
+    for col in (GPQA_QUESTION, GPQA_CORRECT, *GPQA_INCORRECT):
+        if col not in index:
+            raise ContractError(
+                f"{path}:1", f"missing column {col!r} of the official GPQA CSV (columns: {', '.join(header)})"
+            )
+    seen: dict[str, int] = {}
+    for line_no, fields in records:
+        if not any(f.strip() for f in fields):
+            continue  # a blank line
+        where = f"{path}:{line_no}"
+        obj = {name: fields[i] if i < len(fields) else None for name, i in index.items()}
+        question = require_field(obj, GPQA_QUESTION, where, "column").strip()
+        correct = require_field(obj, GPQA_CORRECT, where, "column").strip()
+        incorrect = [require_field(obj, c, where, "column").strip() for c in GPQA_INCORRECT]
+        record_id = (obj.get("Record ID") or "").strip()
+        qid = f"gpqa:{record_id}" if record_id else content_question_id("gpqa", question)
+        if qid in seen:
+            raise ContractError(where, f"duplicate question id {qid!r} (first at line {seen[qid]})")
+        seen[qid] = line_no
+        options, gold = gpqa_choices(correct, incorrect, seed=seed, key=qid)
+        text = question + "\n\n" + "\n".join(f"({GPQA_LETTERS[i]}) {o}" for i, o in enumerate(options))
+        meta = {key: (obj.get(col) or "").strip() for col, key in GPQA_METADATA.items() if (obj.get(col) or "").strip()}
+        meta["choice_seed"] = seed
+        yield make_question_row(
+            where,
+            question_id=qid,
+            question=text,
+            gold=gold,
+            task=GPQA_TASK,
+            source=source,
+            split=split,
+            metadata=meta,
+            gold_field=GPQA_CORRECT,
+        )
 
 
 # ---------------------------------------------------------------- generic files

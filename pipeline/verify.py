@@ -68,6 +68,7 @@ _TASKS: dict[str, str] = {
     "strategyqa": "yesno",
     "date_understanding": "choice",
     "commonsense_qa": "choice",
+    "gpqa": "choice",
     "last_letter": "string",
 }
 #: Numeric tasks whose gold answers may be expressions (kept as text, compared with math-verify).

@@ -269,6 +269,73 @@ def test_cli_subprocess(runs: Path) -> None:
     assert res.returncode == 2 and res.stderr == f"{runs / 'missing'}: no such directory\n"
 
 
+# ---------------------------------------------------------------- difficulty (teacher failures per question)
+# runs/a: q-1 3 judged, 0 failed; q-2 2 judged (one unjudged verdict counts as failed), 2 failed
+# (its `length` row is not judged); q-3 2 judged (the `error` row is not), 0 failed. runs/b: q-9 1/1.
+HAND_DIFFICULTY = {"q-1": (3, 0), "q-2": (2, 2), "q-3": (2, 0), "q-9": (1, 1)}
+
+
+def test_difficulty_is_the_measure_of_select(runs: Path) -> None:
+    from pipeline.select import question_difficulty
+
+    got = browse.difficulty(runs)
+    assert {q: (d["rationales"], d["failures"]) for q, d in got.items()} == HAND_DIFFICULTY
+    assert got["q-2"]["failure_rate"] == 1.0 and got["q-1"]["failure_rate"] == 0.0
+    expected = question_difficulty(runs)
+    assert {q: (d.rationales, d.failures, d.failure_rate) for q, d in expected.items()} == {
+        q: (d["rationales"], d["failures"], d["failure_rate"]) for q, d in got.items()
+    }
+    assert list(browse.difficulty(runs, ["q-9", "q-2", "nope"])) == ["q-2", "q-9"]
+    assert browse.difficulty(runs, []) == {}
+    assert list(browse.difficulty(runs, run="run-b")) == ["q-9"]
+
+
+def test_show_and_list_give_the_question_difficulty(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert browse.show(runs, "q-2")["difficulty"] == {"rationales": 2, "failures": 2, "failure_rate": 1.0}
+    assert browse.show(runs, "q-1")["difficulty"]["failures"] == 0
+    assert browse.main([str(runs), "show", "q-2", "--width", "200"]) == 0
+    assert "· teacher failed 2/2 (100%)" in capsys.readouterr().out
+
+    # every row carries its question's difficulty, over all its rationales, not only the matching rows
+    rows = browse.list_rows(runs, verdict="correct", limit=None)
+    got = {r["question_id"]: (r["difficulty"]["rationales"], r["difficulty"]["failures"]) for r in rows}
+    assert got == {q: HAND_DIFFICULTY[q] for q in ("q-1", "q-3", "q-9")}  # q-9: its correct row is a `length` one
+    assert "difficulty" not in browse.list_rows(runs, limit=1, with_difficulty=False)[0]
+    assert browse.main([str(runs), "list", "--incorrect", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(r["question_id"], r["difficulty"]["failures"]) for r in listed] == [("q-2", 2), ("q-2", 2), ("q-9", 1)]
+    assert browse.main([str(runs), "list", "--incorrect", "--width", "160"]) == 0
+    out = capsys.readouterr().out
+    assert "failed" in out.splitlines()[0] and "2/2" in out and "1/1" in out
+
+
+def test_stats_difficulty_histogram(runs: Path, tmp_path: Path, rationale_row: MakeRow,
+                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    hist = browse.difficulty_histogram(runs / "a")
+    assert hist == {
+        "questions": 3, "hard": 1, "easy": 2, "unjudged": 0, "by_failures": {"0": 2, "2": 1},
+        "by_rate": {"0%": 2, "≤25%": 0, "≤50%": 0, "≤75%": 0, "<100%": 0, "100%": 1},
+    }  # fmt: skip
+    assert browse.main([str(runs), "stats", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["difficulty"]["questions"] == 4 and data["difficulty"]["by_failures"] == {"0": 2, "1": 1, "2": 1}
+    assert browse.main([str(runs / "a"), "stats", "--width", "160"]) == 0
+    out = capsys.readouterr().out
+    assert "difficulty: 1 of 3 questions with a failed rationale (hard), 2 without" in out
+    assert "questions by failed rationales" in out and "questions by failure rate" in out
+
+    # a question without any judged rationale: failure rate 0 (easy, as for select), counted apart
+    rows = [_row(rationale_row, "q-x", "stepwise", "t1", k, finish_reason="error", is_correct=None,
+                 predicted_answer=None, run_id="run-x") for k in range(2)]  # fmt: skip
+    rows.append(_row(rationale_row, "q-y", "stepwise", "t1", 0, is_correct=False, predicted_answer="7", run_id="run-x"))
+    _write_run(tmp_path / "x", "run-x", rows, shards=1)
+    hist = browse.difficulty_histogram(tmp_path / "x")
+    assert (hist["questions"], hist["hard"], hist["unjudged"], hist["by_rate"]["0%"]) == (2, 1, 1, 1)
+    assert browse.difficulty(tmp_path / "x")["q-x"] == {"rationales": 0, "failures": 0, "failure_rate": 0.0}
+    assert browse.main([str(tmp_path / "x"), "show", "q-x"]) == 0
+    assert "teacher failed – (none judged)" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- bad input
 def _fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert browse.main(argv) == 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +20,7 @@ from pipeline.sources import (
     load_questions_from_config,
     mentor_kd_file,
 )
+from tests.conftest import SHARED_DATA
 
 COLUMNS = {c.name for c in QUESTION_COLUMNS}
 
@@ -215,6 +218,213 @@ def test_mentor_kd_incomplete_group(tmp_path):
     assert exc.value.where == f"{p}:20" and "incomplete question 1" in exc.value.reason
 
 
+# ---------------------------------------------------------------- the paper's evaluation sets
+def _shared_path(*parts: str) -> Path:
+    """A file or folder of ../shared/data; skip (with the reason) where it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found (the real data in ../shared/data; set MIND_SHARED_DATA)")
+    return path
+
+
+def test_math500():
+    folder = _shared_path("math500")
+    rows = list(load_questions("math500", folder))
+    _check_rows(rows, 500)
+    assert rows == list(load_questions("math-500", folder / "test.jsonl"))  # the folder or the file
+    first = rows[0]
+    assert first["question_id"] == "math500:test/precalculus/807.json"
+    assert first["question"].startswith("Convert the point $(0,3)$ in rectangular coordinates")
+    assert first["gold_answer"] == r"\left( 3, \frac{\pi}{2} \right)"
+    assert (first["task"], first["source"], first["split"], first["difficulty"]) == ("math", "math500", "test", 2)
+    meta = json.loads(first["metadata"])
+    assert meta == {"level": 2, "subject": "Precalculus", "unique_id": "test/precalculus/807.json"}
+    assert r"\boxed{\left( 3, \frac{\pi}{2} \right)}" in first["reference_rationale"]
+    # the README's counts: levels 1-5 and the seven subjects
+    assert Counter(r["difficulty"] for r in rows) == {1: 43, 2: 90, 3: 105, 4: 128, 5: 134}
+    subjects = Counter(json.loads(r["metadata"])["subject"] for r in rows)
+    assert subjects["Algebra"] == 124 and subjects["Counting & Probability"] == 38 and len(subjects) == 7
+    golds = {r["question_id"]: r["gold_answer"] for r in rows}
+    assert golds["math500:test/precalculus/927.json"] == "90"  # 90^\circ
+    assert golds["math500:test/algebra/2584.json"] == "14/3"  # \frac{14}{3}, canonical
+
+
+def test_math500_gold_still_verifies():
+    """The normalised gold (not the file's LaTeX) is what the verifier compares against: the
+    gold solutions of a sample of MATH-500 (every subject) are still judged correct."""
+    from pipeline.verify import verify
+
+    rows = list(load_questions("math500", _shared_path("math500")))
+    sample = rows[::25]
+    verdicts = {r["question_id"]: verify(r["reference_rationale"], r["gold_answer"], "math") for r in sample}
+    wrong = [qid for qid, v in verdicts.items() if v.is_correct is not True]
+    assert not wrong
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"problem": "p", "answer": "1", "subject": "Algebra", "level": 7, "unique_id": "a"}\n', "integer 1-5"),
+        ('{"problem": "p", "answer": "1", "subject": "Algebra", "level": "Level 6", "unique_id": "a"}\n', "1-5"),
+        ('{"problem": "p", "answer": "1", "subject": "Algebra", "level": 1}\n', "missing field 'unique_id'"),
+        ('{"problem": "p", "subject": "Algebra", "level": 1, "unique_id": "a"}\n', "missing field 'answer'"),
+        ('{"problem": "p", "answer": "", "subject": "Algebra", "level": 1, "unique_id": "a"}\n', "is empty"),
+    ],
+)
+def test_math500_bad_input(tmp_path, text, reason):
+    p = _write(tmp_path / "test.jsonl", text)
+    with pytest.raises(ContractError) as exc:
+        list(load_questions("math500", tmp_path))
+    assert exc.value.where == f"{p}:1" and reason in exc.value.reason
+
+
+def test_math500_level_text_and_duplicates(tmp_path):
+    line = '{"problem": "p%d", "answer": "\\\\frac{1}{2}", "subject": "Algebra", "level": "Level 3", '
+    line += '"unique_id": "u%d"}\n'
+    p = _write(tmp_path / "mine.jsonl", line % (0, 0) + line % (1, 1) + line % (2, 0))
+    rows = load_questions("math500", p)
+    first = next(rows)
+    assert (first["difficulty"], first["gold_answer"], first["question_id"]) == (3, "0.5", "math500:u0")
+    assert next(rows)["question_id"] == "math500:u1"
+    with pytest.raises(ContractError) as exc:
+        next(rows)
+    assert exc.value.where == f"{p}:3" and "duplicate unique_id 'u0' (first at line 1)" in exc.value.reason
+    with pytest.raises(ContractError, match="cannot read file"):
+        list(load_questions("math500", tmp_path / "missing.jsonl"))
+
+
+def test_commonsense_qa_and_strategyqa():
+    folder = _shared_path("mentor_kd")
+    csqa = list(load_questions("commonsense_qa", folder))
+    _check_rows(csqa, 1221)
+    assert csqa == list(load_questions("mentor-kd", folder / "commonsense_qa_test.json"))  # same rows and ids
+    assert list(load_questions("csqa", folder / "commonsense_qa_test.json")) == csqa
+    assert {r["task"] for r in csqa} == {"commonsense_qa"} and {r["gold_answer"] for r in csqa} == set("ABCDE")
+    assert csqa[0]["question_id"] == "mentor_kd/commonsense_qa_test:0"
+    choices = "Answer Choices:\nA. bank\nB. library\nC. department store\nD. mall\nE. new york"
+    assert csqa[0]["question"].endswith(choices)
+
+    sqa = list(load_questions("strategyqa", folder))
+    _check_rows(sqa, 687)
+    assert sqa == list(load_questions("strategy_qa", folder / "strategy_qa_test.json"))
+    assert {r["task"] for r in sqa} == {"strategyqa"} and {r["gold_answer"] for r in sqa} == {"yes", "no"}
+    assert sqa[0]["question"] == "Is it common to see frost during some college commencements?"
+    assert len(list(load_questions("strategyqa", folder / "strategy_qa_3_train.json"))) == 1496
+
+    with pytest.raises(ContractError, match="a mentor-kd 'commonsense_qa' file, not 'strategy_qa'"):
+        list(load_questions("strategyqa", folder / "commonsense_qa_test.json"))
+
+
+def test_csqa_strategyqa_missing_file(tmp_path):
+    with pytest.raises(ContractError, match="cannot read file"):
+        list(load_questions("commonsense_qa", tmp_path))  # the folder lacks commonsense_qa_test.json
+    with pytest.raises(ValueError, match="needs a path"):
+        list(load_questions("strategyqa"))
+
+
+GPQA_COLUMNS = ["Pre-Revision Question", "Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2",
+                "Incorrect Answer 3", "Explanation", "Record ID", "High-level domain", "Subdomain"]  # fmt: skip
+GPQA_ROWS = [
+    {"Question": "What is the spin of a photon?", "Correct Answer": "1", "Incorrect Answer 1": "1/2",
+     "Incorrect Answer 2": "0", "Incorrect Answer 3": "3/2", "Explanation": "A vector boson.\nSpin one.",
+     "Record ID": "recAAA", "High-level domain": "Physics", "Subdomain": "Quantum Mechanics"},
+    {"Question": "Which gas, at room temperature,\nis a noble gas?", "Correct Answer": " Argon ",
+     "Incorrect Answer 1": "Nitrogen", "Incorrect Answer 2": "Oxygen", "Incorrect Answer 3": "Chlorine, \"Cl2\"",
+     "Explanation": "", "Record ID": "recBBB", "High-level domain": "Chemistry", "Subdomain": "Chemistry (general)"},
+    {"Question": "Which organelle makes ATP?", "Correct Answer": "Mitochondrion", "Incorrect Answer 1": "Ribosome",
+     "Incorrect Answer 2": "Golgi apparatus", "Incorrect Answer 3": "Lysosome", "Explanation": "",
+     "Record ID": "recCCC", "High-level domain": "Biology", "Subdomain": "Molecular Biology"},
+]  # fmt: skip
+
+
+def _gpqa_csv(path: Path, rows: list[dict] = GPQA_ROWS, columns: list[str] = GPQA_COLUMNS) -> Path:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _options(question: str) -> dict[str, str]:
+    return dict(re.findall(r"^\(([A-D])\) (.*)$", question, re.MULTILINE))
+
+
+def test_gpqa_from_the_official_columns(tmp_path):
+    from pipeline.verify import verify
+
+    p = _gpqa_csv(tmp_path / "gpqa_diamond.csv")
+    rows = list(load_questions("gpqa", p))
+    _check_rows(rows, 3)
+    assert [r["question_id"] for r in rows] == ["gpqa:recAAA", "gpqa:recBBB", "gpqa:recCCC"]
+    assert {(r["task"], r["source"], r["split"]) for r in rows} == {("gpqa", "gpqa", "diamond")}
+    for raw, row in zip(GPQA_ROWS, rows, strict=True):
+        options = _options(row["question"])
+        assert sorted(options) == ["A", "B", "C", "D"]
+        assert options[row["gold_answer"]] == raw["Correct Answer"].strip()
+        wrong = {raw[f"Incorrect Answer {i}"] for i in (1, 2, 3)}
+        assert {v for k, v in options.items() if k != row["gold_answer"]} == wrong
+        assert row["question"].startswith(raw["Question"] + "\n\n(")
+        assert verify(f"So it is ({row['gold_answer']}).\nThe answer is ({row['gold_answer']}).", row["gold_answer"],
+                      "gpqa").is_correct is True  # fmt: skip
+    assert json.loads(rows[0]["metadata"]) == {
+        "record_id": "recAAA", "domain": "Physics", "subdomain": "Quantum Mechanics", "choice_seed": 0
+    }
+
+    # seeded: the same seed gives the same order, whatever the other rows of the file
+    assert list(load_questions("gpqa", p)) == rows
+    alone = list(load_questions("gpqa", _gpqa_csv(tmp_path / "one.csv", GPQA_ROWS[2:])))
+    assert alone[0]["question"] == rows[2]["question"] and alone[0]["split"] == "test"
+    orders = {tuple(r["question"] for r in load_questions("gpqa", p, seed=s)) for s in range(8)}
+    assert len(orders) > 1  # other seeds shuffle otherwise
+    configs = [{"kind": "gpqa", "path": str(p), "seed": s} for s in range(8)]
+    golds = {r["gold_answer"] for c in configs for r in load_questions_from_config(c)}
+    assert len(golds) > 1
+
+
+def test_gpqa_without_record_ids(tmp_path):
+    columns = [c for c in GPQA_COLUMNS if c != "Record ID"]
+    rows = list(load_questions("gpqa-diamond", _gpqa_csv(tmp_path / "g.csv", columns=columns)))
+    assert rows[0]["question_id"] == content_question_id("gpqa", GPQA_ROWS[0]["Question"])
+    assert "record_id" not in json.loads(rows[0]["metadata"])
+
+
+def test_gpqa_errors(tmp_path):
+    missing = tmp_path / "gpqa_diamond.csv"
+    with pytest.raises(ContractError) as exc:
+        list(load_questions("gpqa", missing))
+    assert exc.value.where == str(missing)
+    assert "no such file" in exc.value.reason and "official GPQA CSV" in exc.value.reason
+    with pytest.raises(ValueError, match="not shipped"):
+        list(load_questions("gpqa"))
+    with pytest.raises(ContractError, match="a folder"):
+        list(load_questions("gpqa", tmp_path))
+
+    columns = [c for c in GPQA_COLUMNS if c != "Incorrect Answer 2"]
+    p = _gpqa_csv(tmp_path / "cols.csv", columns=columns)
+    with pytest.raises(ContractError) as exc:
+        list(load_questions("gpqa", p))
+    assert exc.value.where == f"{p}:1" and "missing column 'Incorrect Answer 2'" in exc.value.reason
+
+    rows = [dict(r) for r in GPQA_ROWS]
+    rows[2]["Correct Answer"] = "  "
+    p = _gpqa_csv(tmp_path / "blank.csv", rows)
+    with pytest.raises(ContractError) as exc:
+        list(load_questions("gpqa", p))
+    # header line 1; row 1 spans lines 2-3 (a newline in Explanation), row 2 lines 4-5
+    assert exc.value.where == f"{p}:6" and "column 'Correct Answer' is empty" in exc.value.reason
+
+    rows[2] = dict(GPQA_ROWS[2], **{"Record ID": "recAAA"})
+    p = _gpqa_csv(tmp_path / "dup.csv", rows)
+    with pytest.raises(ContractError, match="duplicate question id 'gpqa:recAAA'"):
+        list(load_questions("gpqa", p))
+    with pytest.raises(ContractError, match="empty file"):
+        list(load_questions("gpqa", _write(tmp_path / "empty.csv", "")))
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        list(load_questions("gpqa", _gpqa_csv(tmp_path / "ok.csv"), seed="x"))
+
+
 # ---------------------------------------------------------------- generic files
 def test_jsonl_mapped_columns(tmp_path):
     p = _write(
@@ -315,7 +525,8 @@ def test_synthetic():
 
 # ---------------------------------------------------------------- registry and bad input
 def test_registry():
-    assert {"synthetic", "gsm8k", "svamp", "mentor-kd", "jsonl", "parquet", "hf-disk"} <= set(available_sources())
+    assert {"synthetic", "gsm8k", "svamp", "mentor-kd", "jsonl", "parquet", "hf-disk", "math500", "commonsense_qa",
+            "strategyqa", "gpqa"} <= set(available_sources())
     with pytest.raises(ValueError, match="unknown question source"):
         load_questions("nope")
     rows = list(load_questions_from_config({"kind": "synthetic", "split": "train", "n": 3}))
