@@ -257,13 +257,20 @@ def _diff(d: dict[str, Any] | None) -> str:
     return "–" if not d else f"{d['diff'] * 100:+.1f} [{d['ci95'][0] * 100:+.1f}, {d['ci95'][1] * 100:+.1f}]"
 
 
+def _selection_text(sel: dict[str, Any]) -> str:
+    """A hard-first selection's counts in words (pipeline.select's ``Selection.counts``)."""
+    by_failures = ", ".join(f"{n} with {k} failed" for k, n in sel.get("failures", {}).items())
+    return (f", selected hard-first: {sel['selected_hard']} of {sel['available_hard']} hard and {sel['selected_easy']} of "
+            f"{sel['available_easy']} easy questions ({by_failures} rationales)")
+
+
 def _regime_section(name: str, results: dict[str, Any], images: list[Path]) -> list[str]:
     cfg = results["config"]
     summary = results["summary"].get(name, {})
     info = results["regimes"][name]
     steps = {**cfg["train"], **(info.get("train") or {})}
     lines = [f"## Regime `{name}`", "",
-             f"{info['questions']} training questions" + (f", selected hard-first: {info['selection']}" if info.get("selection")
+             f"{info['questions']} training questions" + (_selection_text(info["selection"]) if info.get("selection")
                                                           else " (every question of the pool)")
              + f"; {steps['max_steps']} steps x {steps['per_device_train_batch_size']} questions.", "",
              "### Equal optimizer steps (%, mean ± std over seeds)", "",
