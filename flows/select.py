@@ -29,8 +29,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from data_schemas import ContractError
-from pipeline.select import Selection, build_parser, check_selection_request, print_counts, run_selection
+from pipeline.select import check_selection_request, run_selection
+from pipeline.select import main as select_cli
 
 
 @task(name="select-hard-first", cache_policy=NO_CACHE, persist_result=False)
@@ -110,28 +110,9 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point (the arguments of ``python -m pipeline.select``); 0 ok, 2 bad arguments or input."""
-    parser = build_parser()
-    parser.prog = "python -m flows.select"
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
-    try:
-        report = run(
-            args.run, args.out, target=args.target, easy_fraction=args.easy_fraction,
-            hard_threshold=args.hard_threshold, seed=args.seed, exclude_from=args.exclude_from,
-        )  # fmt: skip
-    except ContractError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        print_counts(Selection(tuple(report["question_ids"]), report["counts"]))
-        print(f"wrote {len(report['question_ids'])} questions to {args.out} (run {report['run_id']})")
-    return 0
+    """CLI entry point (the arguments of ``python -m pipeline.select``, checked before Prefect
+    starts); 0 ok, 2 bad arguments or input."""
+    return select_cli(argv, runner=run, prog="python -m flows.select")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import json
 import math
 import sys
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,28 +350,27 @@ def print_counts(selection: Selection, console: Any = None) -> None:
     console.print(hist)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 2 bad arguments or input)."""
+def main(argv: Sequence[str] | None = None, runner: Callable[..., dict[str, Any]] | None = None,
+         prog: str | None = None) -> int:
+    """CLI entry point; returns the exit status (0 ok, 2 bad arguments or input). ``runner`` does
+    the selection (default :func:`run_selection`; ``flows.select`` passes its Prefect flow), after
+    the arguments are checked."""
+    runner = runner or run_selection
     parser = build_parser()
+    if prog:
+        parser.prog = prog
     try:
         args = parser.parse_args(argv)
-        if not Path(args.run).exists():
-            parser.error(f"RUN: no such folder {args.run}")
-        if (args.target is None) == (args.easy_fraction is None):
-            parser.error("give exactly one of --target and --easy-fraction")
-        if args.target is not None and args.target < 1:
-            parser.error(f"--target must be >= 1, got {args.target}")
-        if args.easy_fraction is not None and not 0.0 <= args.easy_fraction <= 1.0:
-            parser.error(f"--easy-fraction must be in [0, 1], got {args.easy_fraction}")
-        if not 0.0 <= args.hard_threshold <= 1.0:
-            parser.error(f"--hard-threshold must be in [0, 1], got {args.hard_threshold}")
-        if args.exclude_from is not None and not args.exclude_from.exists():
-            parser.error(f"--exclude-from: no such folder {args.exclude_from}")
+        try:  # the library's own checks, reported the argparse way (exit 2, the flag named)
+            check_selection_request(args.run, target=args.target, easy_fraction=args.easy_fraction,
+                                    hard_threshold=args.hard_threshold, exclude_from=args.exclude_from)  # fmt: skip
+        except ValueError as exc:
+            parser.error(str(exc))
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
 
     try:
-        report = run_selection(
+        report = runner(
             args.run, args.out, target=args.target, easy_fraction=args.easy_fraction,
             hard_threshold=args.hard_threshold, seed=args.seed, exclude_from=args.exclude_from,
         )  # fmt: skip
