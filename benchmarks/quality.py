@@ -197,13 +197,31 @@ def make_run(cfg: dict[str, Any], regime: Regime, student: Path, phase: str, str
     return Run(phase, regime.name, strategy, seed, args)
 
 
-def execute(run: Run) -> dict[str, Any]:
-    """Train + evaluate in a fresh process (``python -m distill.train --config``); keep its record."""
+def placement(device: str) -> dict[str, Any]:
+    """Where a run executes: ``distill.train`` fields kept out of the run's key. Both devices train in fp32
+    (TRL would autocast to bf16 on a GPU: other numerics, and ~2.5x slower for the tiny student)."""
+    if device == "cpu":
+        return {"use_cpu": True}
+    if device == "cuda":
+        return {"bf16": False}
+    raise ValueError(f"--device must be cpu or cuda, got {device!r}")
+
+
+def device_name(device: str) -> str:
+    """The device a record's numbers came from, e.g. ``cpu`` or ``cuda: NVIDIA H100 80GB HBM3``."""
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(0)}" if device == "cuda" else "cpu"
+
+
+def execute(run: Run, device: str = "cpu") -> dict[str, Any]:
+    """Train + evaluate in a fresh process (``python -m distill.train --config``) on ``device``; keep its record."""
     if (done := run.done()) is not None:
         return done
     run.folder.mkdir(parents=True, exist_ok=True)
     config = run.folder / "train.yaml"
-    config.write_text(yaml.safe_dump({**run.args, "output_dir": str(run.folder / "out")}, sort_keys=True))
+    train = {**run.args, **placement(device), "output_dir": str(run.folder / "out")}
+    config.write_text(yaml.safe_dump(train, sort_keys=True))
     log = run.folder / "train.log"
     t0 = time.perf_counter()
     with open(log, "w") as err:
@@ -231,6 +249,7 @@ def execute(run: Run) -> dict[str, Any]:
         "train_seconds": result["train_seconds"],
         "wall_seconds": round(wall, 2),
         "finished_at": round(time.time(), 1),
+        "device": device_name(device),
         "trained_tokens": summary["compute"]["trained_tokens"],
         "flops": summary["compute"]["flops"],
         "compute": summary["compute"],  # params, forward_tokens, backward_tokens, trained_tokens, flops
@@ -245,8 +264,9 @@ def execute(run: Run) -> dict[str, Any]:
     return record
 
 
-def run_all(runs: list[Run], jobs: int, progress: Any, label: str, execute_missing: bool = True) -> list[dict[str, Any]]:
-    """Run (or reuse) every run, ``jobs`` at a time, in the order given; the finished records.
+def run_all(runs: list[Run], jobs: int, progress: Any, label: str, execute_missing: bool = True,
+            device: str = "cpu") -> list[dict[str, Any]]:  # fmt: skip
+    """Run (or reuse) every run, ``jobs`` at a time on ``device``, in the order given; the finished records.
     With ``execute_missing=False`` only the runs already finished are returned."""
     task = progress.add_task(label, total=len(runs))
     results: list[dict[str, Any] | None] = [None] * len(runs)
@@ -260,7 +280,7 @@ def run_all(runs: list[Run], jobs: int, progress: Any, label: str, execute_missi
             todo.append(i)
     if execute_missing and todo:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {pool.submit(execute, runs[i]): i for i in todo}
+            futures = {pool.submit(execute, runs[i], device): i for i in todo}
             for fut in as_completed(futures):
                 i = futures[fut]
                 r = results[i] = fut.result()
@@ -275,7 +295,7 @@ def run_all(runs: list[Run], jobs: int, progress: Any, label: str, execute_missi
 
 # ====================================================================== tuning
 def tune(cfg: dict[str, Any], regimes: dict[str, Regime], student: Path, work: Path, strategies: list[str], jobs: int,
-         progress: Any, execute_missing: bool = True) -> tuple[dict[str, dict[str, dict[str, Any]]], list[dict[str, Any]]]:  # fmt: skip
+         progress: Any, execute_missing: bool = True, device: str = "cpu") -> tuple[dict[str, dict[str, dict[str, Any]]], list[dict[str, Any]]]:  # fmt: skip
     """Per regime and strategy, the settings with the best validation accuracy; every tuning run."""
     tuning = cfg["tuning"]
     seed = tuning.get("seed", 0)
@@ -290,7 +310,7 @@ def tune(cfg: dict[str, Any], regimes: dict[str, Regime], student: Path, work: P
 
     if lrs:
         pairs = [(r, s, {"learning_rate": lr}) for r in regimes for s in tuned for lr in lrs]
-        results = run_all(runs_of(pairs), jobs, progress, "tuning: learning rate", execute_missing)
+        results = run_all(runs_of(pairs), jobs, progress, "tuning: learning rate", execute_missing, device)
         for _ in range(int(tuning.get("extend_edges", 0))):
             beyond = []
             for r in regimes:
@@ -300,7 +320,7 @@ def tune(cfg: dict[str, Any], regimes: dict[str, Regime], student: Path, work: P
                         beyond.append((r, s, {"learning_rate": lr}))
             if not beyond:
                 break
-            more = run_all(runs_of(beyond), jobs, progress, "tuning: beyond the grid's edge", execute_missing)
+            more = run_all(runs_of(beyond), jobs, progress, "tuning: beyond the grid's edge", execute_missing, device)
             if not more:
                 break
             results += more
@@ -314,7 +334,7 @@ def tune(cfg: dict[str, Any], regimes: dict[str, Regime], student: Path, work: P
         # {} first: MIND at its tuned rate with the defaults (the learning-rate run itself, reused)
         options = [{}, *tuning["mind"]]
         pairs = [(r, "mind", {**chosen[r]["mind"], **o}) for r in regimes for o in options]
-        results = run_all(runs_of(pairs), jobs, progress, "tuning: MIND settings", execute_missing)
+        results = run_all(runs_of(pairs), jobs, progress, "tuning: MIND settings", execute_missing, device)
         searched += [x for x in results if x["key"] not in {y["key"] for y in searched}]
         keys = set().union(*(o.keys() for o in tuning["mind"]))
         for r in regimes:
@@ -387,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="benchmark YAML (default: %(default)s)")
     parser.add_argument("--work", default=str(REPO_ROOT / "runs" / "quality"), help="runs and data (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each; default 2)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where runs train and evaluate, fp32 on both (default cpu; a run's key ignores it)")
     parser.add_argument("--regimes", help="comma-separated regimes (default: the config's)")
     parser.add_argument("--seeds", help="comma-separated seeds of the headline strategies (default: the config's)")
     parser.add_argument("--strategies", help="comma-separated headline strategies or variants (default: the config's)")
@@ -398,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", help="results JSON (default: benchmarks/results/quality.json, quick: quality.quick.json)")
     args = parser.parse_args(argv)
 
+    if args.device == "cuda" and not args.report_only:
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: torch sees no CUDA device here")
     cfg = load_config(args.config, quick=args.quick)
     if args.seeds:
         cfg["seeds"] = [int(s) for s in args.seeds.split(",")]
@@ -430,12 +457,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_tune:
                 picked, tried = {name: {s: {} for s in strategies}}, []
             else:
-                picked, tried = tune(cfg, one, student, work, strategies, args.jobs, progress, live)
+                picked, tried = tune(cfg, one, student, work, strategies, args.jobs, progress, live, args.device)
             chosen |= picked
             searched += tried
             planned = planned_runs(cfg, one, student, work, strategies, picked)
             runs += planned
-            final += run_all(planned, args.jobs, progress, f"{name}: comparison", live)
+            final += run_all(planned, args.jobs, progress, f"{name}: comparison", live, args.device)
         executed = sum(1 for _ in (work / "runs").glob("*/result.json")) - before
     folders = {r.key: r.folder for r in runs}
     invocations = log_invocation(work, time.perf_counter() - t0, executed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +91,29 @@ def flop_curves(runs: list[dict[str, Any]], folders: dict[str, Path], headline: 
         all(any(p["grid_flops"] == g for p in r["curve"]) for r in curves if r["strategy"] == s) for s in per)]  # fmt: skip
     out: dict[str, Any] = {"grid": points, "shared": shared, "splits": splits, "strategies": per}
     if shared and TARGET in per:
-        g = shared[-1]
-        evals = {(r["strategy"], r["seed"]): folders[r["key"]] / "out" / p["predictions"]
-                 for r in curves if r["key"] in folders for p in r["curve"] if p["grid_flops"] == g}  # fmt: skip
-        evals = {k: v for k, v in evals.items() if v.is_dir()}
-        out["paired_at"] = g
-        out["vs"] = compare_to(TARGET, evals, tuple(splits)) if evals else {}
+        out["paired_at"] = shared[-1]
+        out["vs"] = _paired_at(curves, folders, shared[-1], list(per), splits)
+        # each baseline also at the largest point it and MIND both reached in every seed: the
+        # comparison is not capped by the cheapest strategy's budget
+        out["pairwise"] = {}
+        for other in per:
+            both = [g for g in points if all(any(p["grid_flops"] == g for p in r["curve"])
+                                             for r in curves if r["strategy"] in (TARGET, other))]  # fmt: skip
+            if other != TARGET and both:
+                vs = _paired_at(curves, folders, both[-1], [TARGET, other], splits).get(other)
+                if vs:
+                    out["pairwise"][other] = {"flops": both[-1], "vs": vs}
     return out
+
+
+def _paired_at(curves: list[dict[str, Any]], folders: dict[str, Path], g: float, strategies: list[str],
+               splits: list[str]) -> dict[str, Any]:  # fmt: skip
+    """MIND minus each of ``strategies`` at grid point ``g``, paired over the points' saved predictions."""
+    evals = {(r["strategy"], r["seed"]): folders[r["key"]] / "out" / p["predictions"]
+             for r in curves if r["key"] in folders and r["strategy"] in strategies
+             for p in r["curve"] if p["grid_flops"] == g}  # fmt: skip
+    evals = {k: v for k, v in evals.items() if v.is_dir()}
+    return compare_to(TARGET, evals, tuple(splits)) if evals else {}
 
 
 def _mean_series(per_seed: list[list[dict[str, Any]]], n: int, field: str) -> dict[str, list[float | None]]:
@@ -133,7 +150,7 @@ def build_report(cfg: dict[str, Any], regimes: dict[str, Any], final: list[dict[
     """Everything quality.json reports beyond the raw runs, per regime."""
     ablations = list(cfg.get("ablations", {}).get("variants", []))
     splits = list(cfg.get("curve", {}).get("splits", ["test", "ood_steps"]))
-    records, summary, comparison, curves, dynamics = [], {}, {}, {}, {}
+    records, summary, comparison, curves, dynamics, devices = [], {}, {}, {}, {}, {}
     for r in final:
         records.append({k: v for k, v in r.items() if k not in ("history", "curve")})
         records += curve_point_records(r)
@@ -144,8 +161,9 @@ def build_report(cfg: dict[str, Any], regimes: dict[str, Any], final: list[dict[
         comparison[name] = {"target": TARGET, "vs": compare_to(TARGET, evals, (*SPLITS, "validation"))} if evals else {}
         curves[name] = flop_curves(mine, folders, strategies, splits)
         dynamics[name] = mind_dynamics(mine)
+        devices[name] = dict(Counter(r.get("device", "cpu") for r in mine))  # records before --device said "cpu"
     return {"records": records, "summary": summary, "comparison": comparison, "curves": curves,
-            "mind_dynamics": dynamics}  # fmt: skip
+            "mind_dynamics": dynamics, "devices": devices}  # fmt: skip
 
 
 def busy_wall_seconds(records: list[dict[str, Any]]) -> float:
@@ -264,6 +282,13 @@ def _selection_text(sel: dict[str, Any]) -> str:
             f"{sel['available_easy']} easy questions ({by_failures} rationales)")
 
 
+def _devices_text(devices: dict[str, int]) -> str:
+    """Where the regime's runs trained (all in fp32), e.g. " Runs: 12 on cpu, 19 on cuda: NVIDIA H100."."""
+    if not devices:
+        return ""
+    return " Runs (fp32 everywhere): " + ", ".join(f"{n} on {d}" for d, n in sorted(devices.items())) + "."
+
+
 def _regime_section(name: str, results: dict[str, Any], images: list[Path]) -> list[str]:
     cfg = results["config"]
     summary = results["summary"].get(name, {})
@@ -272,7 +297,8 @@ def _regime_section(name: str, results: dict[str, Any], images: list[Path]) -> l
     lines = [f"## Regime `{name}`", "",
              f"{info['questions']} training questions" + (_selection_text(info["selection"]) if info.get("selection")
                                                           else " (every question of the pool)")
-             + f"; {steps['max_steps']} steps x {steps['per_device_train_batch_size']} questions.", "",
+             + f"; {steps['max_steps']} steps x {steps['per_device_train_batch_size']} questions."
+             + _devices_text((results.get("devices") or {}).get(name) or {}), "",
              "### Equal optimizer steps (%, mean ± std over seeds)", "",
              "| strategy | seeds | test (ID) | ood_steps | ood_template | retention | validation | trained tokens | FLOPs |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -310,6 +336,13 @@ def _regime_section(name: str, results: dict[str, Any], images: list[Path]) -> l
                       "| vs | " + " | ".join(curves["splits"]) + " |", "|---" * (len(curves["splits"]) + 1) + "|"]  # fmt: skip
             for other, per_split in curves["vs"].items():
                 lines.append(f"| {other} | " + " | ".join(_diff(per_split.get(sp)) for sp in curves["splits"]) + " |")
+            lines.append("")
+        if curves.get("pairwise"):
+            lines += ["MIND minus each other strategy at the largest grid point both reached in every seed "
+                      "(paired; not capped by the cheapest strategy):", "",
+                      "| vs | FLOPs | " + " | ".join(curves["splits"]) + " |", "|---" * (len(curves["splits"]) + 2) + "|"]  # fmt: skip
+            for other, e in curves["pairwise"].items():
+                lines.append(f"| {other} | {e['flops']:.3g} | " + " | ".join(_diff(e["vs"].get(sp)) for sp in curves["splits"]) + " |")
             lines.append("")
     dyn = results["mind_dynamics"].get(name) or {}
     if dyn:

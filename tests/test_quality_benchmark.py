@@ -79,6 +79,9 @@ def test_quality_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
     curves = results["curves"]["paper"]
     assert curves["shared"] and set(curves["strategies"]) == {"random", "mind"}
     assert set(curves["vs"]) == {"random"} and curves["paired_at"] == curves["shared"][-1]
+    assert set(curves["pairwise"]) == {"random"} and curves["pairwise"]["random"]["flops"] >= curves["paired_at"]
+    assert results["devices"] == {"paper": {"cpu": 5}, "full": {"cpu": 4}}
+    assert all(r["device"] == "cpu" for r in steps_runs)
     # tuning: per regime 2 strategies x 2 rates (+ edge extensions), then one MIND setting; validation only
     tuning = results["tuning"]
     assert all(t["phase"] == "tune" and set(t["metrics"]) == set() for t in tuning["runs"])
@@ -165,6 +168,19 @@ def test_quality_variants_map_to_their_strategy(tmp_path):
     path.write_text(yaml.safe_dump({**cfg, "variants": {}, "strategies": ["golden"], "regimes": {"paper": {"selct": {}}}}))
     with pytest.raises(SystemExit, match="regimes.paper"):
         quality.load_config(path)
+
+
+def test_device_placement_stays_out_of_the_run_key(tmp_path):
+    """--device decides where a run trains (fp32 on both), not what it is: the key and the record's
+    config ignore it, so runs finished on a GPU machine resume on a CPU one and vice versa."""
+    cfg = {"train": {"learning_rate": 1e-3}, "variants": {}}
+    regime = Regime("paper", tmp_path / "data", tmp_path / "val", {"max_steps": 3})
+    run = quality.make_run(cfg, regime, tmp_path / "student", "final", "all", 0)
+    assert "bf16" not in run.args and "use_cpu" not in run.args
+    assert quality.placement("cuda") == {"bf16": False} and quality.placement("cpu") == {"use_cpu": True}
+    with pytest.raises(ValueError, match="--device"):
+        quality.placement("tpu")
+    assert quality.device_name("cpu") == "cpu"
 
 
 def test_flop_grid_and_quick_config():
