@@ -49,9 +49,17 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _default_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (mkstemp's own 0600 is private)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; rename it to ``final`` only on success."""
+    """Yield a temporary path beside ``final``; rename it to ``final`` only on success, with the
+    permissions of any ordinary new file (so a run's manifest and shards agree)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
@@ -61,6 +69,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        tmp_path.chmod(_default_file_mode())
         os.replace(tmp_path, final)
         _fsync_dir(final.parent)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import stat
 from pathlib import Path
 
 import pyarrow as pa
@@ -94,6 +95,21 @@ def test_writer_round_trip_sorted_and_manifest(tmp_path):
     assert table.column("question_id").to_pylist() == ["q-1", "q-2", "q-3"]
     assert w.finalize({"rows": 3}).complete
     assert ds.load_manifest(tmp_path / "run").stats == {"rows": 3}
+
+
+def test_manifest_and_shards_get_the_same_ordinary_permissions(tmp_path):
+    """A collaborator who can read one file of a run can read them all: no private 0600 manifest."""
+    old = os.umask(0o027)
+    try:
+        w = ds.RunWriter(tmp_path / "run", "run-1")
+        w.write_shard("shard-00000", _table(2))
+        w.finalize({"rows": 2})
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file() and not p.name.startswith(".")]
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+    assert "manifest.json" in modes and any(n.endswith(".parquet") for n in modes)
+    assert set(modes.values()) == {0o640}, modes
 
 
 def test_rewriting_a_shard_replaces_it(tmp_path):
