@@ -18,6 +18,7 @@ SPLITS = ("test", "ood_steps", "ood_template", "retention")
 TARGET = "mind"
 ANALYSIS = re.compile(r"<!-- BEGIN ANALYSIS -->.*?<!-- END ANALYSIS -->", re.S)
 HISTORY = re.compile(r"<!-- BEGIN HISTORY -->.*?<!-- END HISTORY -->", re.S)
+LATENT = re.compile(r"<!-- BEGIN LATENT -->.*?<!-- END LATENT -->", re.S)  # written by the latent analysis
 COMPUTE_KEYS = ("flops", "backward_tokens", "forward_tokens")
 
 
@@ -365,7 +366,7 @@ def _regime_section(name: str, results: dict[str, Any], images: list[Path]) -> l
 
 
 def write_markdown(results: dict[str, Any], docs: Path) -> None:
-    """``docs/results.md`` and its plots (the ANALYSIS and HISTORY blocks of the old file are kept)."""
+    """``docs/results.md`` and its plots (the ANALYSIS, LATENT and HISTORY blocks of the old file are kept)."""
     cfg = results["config"]
     path = docs / "results.md"
     lines = [
@@ -401,7 +402,8 @@ def write_markdown(results: dict[str, Any], docs: Path) -> None:
     lines += ["## World and run settings", "", "```yaml",
               yaml.safe_dump({k: cfg[k] for k in ("world", "synthesis", "regimes", "train", "curve")}, sort_keys=False).rstrip(),
               "```", ""]  # fmt: skip
-    if history := HISTORY.search(old):
-        lines += [history.group(0), ""]
+    for block in (LATENT, HISTORY):
+        if found := block.search(old):
+            lines += [found.group(0), ""]
     docs.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

@@ -109,14 +109,15 @@ def test_quality_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
 
     # resumable: nothing is trained again; a hand-written analysis and the history survive the rewrite
     history = "<!-- BEGIN HISTORY -->\n## History: an earlier method\n<!-- END HISTORY -->"
-    (tmp_path / "docs" / "results.md").write_text(md.replace("(analysis to be written)", "MIND wins, or not.") + history)
+    latent = "<!-- BEGIN LATENT -->\n## Latent space\n<!-- END LATENT -->"
+    (tmp_path / "docs" / "results.md").write_text(md.replace("(analysis to be written)", "MIND wins, or not.") + latent + history)
     assert quality.main(argv + ["--report-only"]) == 0
     again = json.loads((tmp_path / "quality.json").read_text())
     assert again["runs_executed"] == 0
     assert len(again["invocations"]) == 2 and again["total_wall_seconds"] >= results["total_wall_seconds"]
     assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in results["runs"]]
     rewritten = (tmp_path / "docs" / "results.md").read_text()
-    assert "MIND wins, or not." in rewritten and rewritten.rstrip().endswith(history)
+    assert "MIND wins, or not." in rewritten and latent in rewritten and rewritten.rstrip().endswith(history)
 
 
 def test_report_only_trains_nothing(tmp_path, tiny_lm_dirs):
