@@ -39,7 +39,7 @@ RATIONALE_COLUMNS: tuple[Column, ...] = (
     Column("sample_index", pa.int32(), False, True, "k-th sample for (question, perspective, teacher)"),
     Column("rationale", pa.string(), False, True, "the teacher's full output"),
     Column("predicted_answer", pa.string(), True, True, "answer extracted from the rationale; null if none"),
-    Column("is_correct", pa.bool_(), True, True, "verifier verdict; null if it could not be judged"),
+    Column("is_correct", pa.bool_(), True, True, "final verdict (rule verifier, or a judge: judge_*); null if not judged"),
     Column("finish_reason", pa.string(), False, True, "stop, length, error, ..."),
     Column("num_tokens", pa.int32(), True, True, "generated tokens"),
     Column("seed", pa.int64(), False, True, "per-sample seed actually used"),
@@ -55,6 +55,12 @@ RATIONALE_COLUMNS: tuple[Column, ...] = (
     Column("latency_s", pa.float32(), True, False, "teacher time attributed to this sample"),
     Column("cumulative_logprob", pa.float64(), True, False, "sum of generated token log-probs"),
     Column("metadata", pa.string(), True, False, "free-form JSON object (e.g. original labels)"),
+    # optional: the judge model (pipeline.judge); all null on a row no judge saw, and absent from
+    # shards written before the judge existed (read as null)
+    Column("judge_model", pa.string(), True, False, "judge that saw the row (its teacher name); null: none did"),
+    Column("judge_verdict", pa.bool_(), True, False, "the judge's verdict; null if none or its reply was unparseable"),
+    Column("judge_reply", pa.string(), True, False, "the judge's raw reply; null if none or the request failed"),
+    Column("rule_verdict", pa.bool_(), True, False, "rule verifier's verdict of a judged row (is_correct is final)"),
 )
 
 QUESTION_COLUMNS: tuple[Column, ...] = (

@@ -10,7 +10,13 @@ result cache: a shard listed in ``OUT/<run_id>/manifest.json`` is finished (atom
 first, then the manifest) and is never submitted again, so a run killed at any moment,
 SIGKILL included, completes on the next call with no duplicate and no missing row. The run id
 is a hash of everything that changes outputs (source, perspectives and their prompts,
-teachers, sampling, samples, seed, shard size), so a changed parameter writes a new run folder.
+teachers, sampling, samples, seed, shard size, the judge when one is set), so a changed
+parameter writes a new run folder.
+
+With a judge model (``judge:`` in the config, or ``--judge unjudged|all --judge-teacher SPEC``;
+``pipeline.judge``), each shard task also asks the judge before writing the shard, and the flow
+publishes the rule/judge agreement per perspective x teacher as the ``synthesize-judge`` table
+artifact (also in the summary and in the manifest's ``stats.judge``).
 """
 
 from __future__ import annotations
@@ -90,6 +96,8 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
     run_dir = Path(out) / run_id
     for spec in cfg.teachers:  # fail on a bad teacher before any work (and load engines once)
         cached_teacher(spec)
+    if cfg.judge.enabled:
+        cached_teacher(cfg.judge.teacher)  # type: ignore[arg-type]  # set when enabled
     writer = RunWriter(run_dir, run_id, config={**cfg.identity(), "config": cfg.model_dump(mode="json")})
     done_before = {s.name for s in load_manifest(run_dir).shards}
     expected = cfg.expected_questions if cfg.source.kind == "synthetic" else None
@@ -137,7 +145,8 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
         raise ContractError(f"source {cfg.source.kind}", "no questions")
 
     groups = browse.stats(run_dir)
-    manifest = writer.finalize({"groups": groups, "shards": planned})
+    judge = browse.judge_stats(run_dir)
+    manifest = writer.finalize({"groups": groups, "shards": planned} | ({"judge": judge} if judge else {}))
     update_progress_artifact(
         progress_id, 100.0, f"run {run_id}: " + _progress_text(planned, planned, sum(r.rows for r in results), skipped)
     )
@@ -150,18 +159,45 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
         for g in groups
     ]  # fmt: skip
     create_table_artifact(table, key="synthesize-yield", description=f"run {run_id}: per perspective x teacher")
+    judge_table = judge_rows(judge)
+    if judge_table:
+        t = judge["total"]
+        create_table_artifact(
+            judge_table, key="synthesize-judge",
+            description=f"run {run_id}: judge {', '.join(judge['judges'])}: {t['judged']:,} rows judged, "
+            f"{t['disagree']:,} rule/judge disagreement(s), {t['unparseable']:,} unparseable repl(ies)",
+        )  # fmt: skip
     errors = sum(row["errors"] for row in table)
     if errors:
         logger.warning("%d rationale(s) failed in the teacher (finish_reason='error'); see the table", errors)
     timing = {
         "teacher_s": sum(r.teacher_s for r in results), "verify_s": sum(r.verify_s for r in results),
+        "judge_s": sum(r.judge_s for r in results),
         "write_s": sum(r.write_s for r in results), "shard_total_s": sum(r.total_s for r in results),
     }  # fmt: skip
     return {
         "run_id": run_id, "run_dir": str(run_dir), "rows": manifest.rows, "shards": planned,
         "shards_written": len(results), "shards_skipped": skipped, "rows_written": sum(r.rows for r in results),
         "errors": errors, "seconds": time.perf_counter() - t0, "timing": timing, "groups": table,
+        "judge": judge_table or None, "judge_total": judge["total"] if judge else None,
     }  # fmt: skip
+
+
+JUDGE_COLUMNS = {
+    "judged": "judged", "judge_correct": "judge ✓", "judge_incorrect": "judge ✗", "unparseable": "unparseable",
+    "judge_errors": "judge errors", "agree": "agree", "disagree": "disagree", "filled": "filled in",
+    "overridden": "overridden",
+}  # fmt: skip
+
+
+def judge_rows(judge: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The judge counts of :func:`pipeline.browse.judge_stats` as artifact rows (empty without a judge)."""
+    if not judge:
+        return []
+    return [
+        {"perspective": g["perspective"], "teacher": g["teacher"], **{label: g[k] for k, label in JUDGE_COLUMNS.items()}}
+        for g in judge["groups"]
+    ]
 
 
 @flow(name="synthesize", persist_result=False, log_prints=True)
@@ -201,12 +237,21 @@ def print_summary(summary: dict[str, Any]) -> None:
     for row in summary["groups"]:
         table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
     console.print(table)
+    if summary.get("judge"):
+        jt = Table(title="judge: rule/judge agreement (rows sent to the judge)")
+        for col in summary["judge"][0]:
+            jt.add_column(col, justify="left" if col in ("perspective", "teacher") else "right", no_wrap=True)
+        for row in summary["judge"]:
+            jt.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
+        console.print(jt)
     t = summary["timing"]
     rate = summary["rows_written"] / summary["seconds"] if summary["seconds"] else 0.0
     console.print(
         f"{summary['shards_written']} shard(s) written, {summary['shards_skipped']} already finished; "
         f"{summary['rows_written']:,} rationales in {summary['seconds']:.1f}s ({rate:,.0f}/s; "
-        f"teacher {t['teacher_s']:.1f}s, verify {t['verify_s']:.1f}s, write {t['write_s']:.1f}s)"
+        f"teacher {t['teacher_s']:.1f}s, verify {t['verify_s']:.1f}s, "
+        + (f"judge {t['judge_s']:.1f}s, " if summary.get("judge") else "")
+        + f"write {t['write_s']:.1f}s)"
     )
 
 
@@ -222,7 +267,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", action="append", help="teacher spec, e.g. synthetic or transformers:PATH (repeat)")
     parser.add_argument("--perspectives", help="comma-separated perspective names")
     parser.add_argument("--perspective-set", help="built-in set name or YAML file")
+    parser.add_argument(
+        "--judge", choices=["off", "unjudged", "all"], help="judge model: which rows it sees (default: off)"
+    )
+    parser.add_argument("--judge-teacher", help="the judge, as a teacher spec, e.g. transformers:PATH")
+    parser.add_argument("--judge-prompt", help="built-in judge prompt name or YAML file (default: default)")
+    parser.add_argument("--judge-prefer", choices=["rule", "judge"], help="whose verdict wins where both decided")
     args = parser.parse_args(argv)
+    judge = {
+        "mode": args.judge, "teacher": args.judge_teacher, "prompt": args.judge_prompt, "prefer": args.judge_prefer,
+    }  # fmt: skip
+    judge = {k: v for k, v in judge.items() if v is not None}
     try:
         summary = run(
             args.out,
@@ -235,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             teachers=args.teacher,
             perspectives=args.perspectives.split(",") if args.perspectives else None,
             perspective_set=args.perspective_set,
+            judge=judge or None,
         )
     except ContractError as exc:
         print(f"error: {exc}", file=sys.stderr)

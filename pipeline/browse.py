@@ -3,7 +3,7 @@
     python -m pipeline.browse DIR stats [--json]
     python -m pipeline.browse DIR show QUESTION_ID [--width N] [--json]
     python -m pipeline.browse DIR list [--perspective P] [--teacher T] [--task T]
-                                       [--correct | --incorrect | --unjudged]
+                                       [--correct | --incorrect | --unjudged] [--disagree]
                                        [--finish-reason R] [--limit N] [--json]
     python -m pipeline.browse DIR serve [--host 127.0.0.1] [--port 8765]   # web viewer (pipeline.viewer)
 
@@ -14,6 +14,13 @@ file list that reads only the columns it needs and pushes filters (and ``LIMIT``
 ``show`` scans only the shards whose footer statistics admit the question id, so ``stats`` on a
 million rows takes about half a second and ``show`` / ``list`` tens of milliseconds (plus
 interpreter start-up; ``benchmarks/browse.py``, ``docs/performance.md``).
+
+Judge: runs synthesized with a judge model (``pipeline.judge``) carry the optional judge columns;
+``stats`` then adds the rule/judge agreement per perspective x teacher (:func:`judge_stats`:
+rows judged, the judge's verdicts, unparseable replies, agreements, disagreements) and ``show``
+each rationale's judge verdict. Shards written before the judge existed lack those columns:
+they count as unjudged by a judge, and a scan over old and new shards together unions their
+columns by name.
 
 Difficulty: ``show`` and ``list`` give each question's teacher failures -- of its judged
 rationales (``finish_reason == "stop"``, over every view, teacher and sample in scope), how many
@@ -49,9 +56,13 @@ from data_schemas.io import SHARD_DIR
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["RunInfo", "Shards", "difficulty", "difficulty_histogram", "list_rows", "main", "show", "stats", "summary"]
+__all__ = [
+    "RunInfo", "Shards", "difficulty", "difficulty_histogram", "judge_stats", "list_rows", "main", "show", "stats",
+    "summary",
+]  # fmt: skip
 
 VERDICTS = {True: "✓", False: "✗", None: "?"}
+JUDGE_COLUMN = "judge_model"  # present in every shard that has the judge columns
 VERDICT_FILTERS = {
     "correct": "is_correct",
     "incorrect": "is_correct = false",
@@ -168,14 +179,32 @@ class Shards:
         self.files: list[Path] = [p for r in runs for p in r.shards]
         if not self.files:
             raise ContractError(str(self.root), "no finished rationale shards listed in the manifest(s)")
-        # one footer read per shard: schema check and the question-id range `show` prunes with
+        # one footer read per shard: schema check, the question-id range `show` prunes with, and
+        # whether the shard has the judge columns (shards older than the judge do not)
         self._id_ranges: list[tuple[str, str] | None] = []
+        self._judged: set[Path] = set()
         for path in self.files:
             footer = read_footer(path)
             check_shard_schema(path, footer)
             self._id_ranges.append(question_id_range(footer))
+            if JUDGE_COLUMN in footer.schema.names:
+                self._judged.add(path)
         self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(":memory:")
-        self._source = _scan(self.files)
+        self._source = self._scan(self.files)
+
+    def has_judge_in(self, files: Sequence[Path]) -> bool:
+        """Whether any of ``files`` has the judge columns."""
+        return any(p in self._judged for p in files)
+
+    @property
+    def judge_files(self) -> list[Path]:
+        """The shards that have the judge columns."""
+        return [p for p in self.files if p in self._judged]
+
+    def _scan(self, files: Sequence[Path]) -> str:
+        """The scan of ``files``; shards with and without the judge columns are unioned by name."""
+        mixed = 0 < sum(p in self._judged for p in files) < len(files)
+        return _scan(files, union_by_name=mixed)
 
     def files_for_question(self, question_id: str) -> list[Path]:
         """The shards that may hold ``question_id``: those whose footer statistics (min/max
@@ -186,7 +215,7 @@ class Shards:
     def query(self, sql: str, params: Sequence[Any] = (), files: Sequence[Path] | None = None) -> list[dict[str, Any]]:
         """Run ``sql`` (``{src}`` stands for the shard scan: of every shard, or of ``files``, a
         subset of :attr:`files`) and return rows as dicts."""
-        source = self._source if files is None else _scan(files)
+        source = self._source if files is None else self._scan(files)
         try:
             return self._run(sql.replace("{src}", source), params)
         except duckdb.Error as exc:
@@ -239,8 +268,9 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _scan(files: Sequence[Path]) -> str:
-    return "read_parquet([" + ", ".join(_sql_str(str(p)) for p in files) + "])"
+def _scan(files: Sequence[Path], union_by_name: bool = False) -> str:
+    union = ", union_by_name = true" if union_by_name else ""
+    return "read_parquet([" + ", ".join(_sql_str(str(p)) for p in files) + f"]{union})"
 
 
 def _one_line(s: str, limit: int = 300) -> str:
@@ -329,6 +359,60 @@ def stats(root: str | Path | Shards, run: str | None = None) -> list[dict[str, A
     return out
 
 
+_JUDGE_COUNTS = ("judged", "judge_correct", "judge_incorrect", "unparseable", "judge_errors", "agree", "disagree",
+                 "filled", "overridden")  # fmt: skip
+
+
+def judge_stats(root: str | Path | Shards, run: str | None = None) -> dict[str, Any] | None:
+    """Rule/judge agreement per (perspective, teacher), or None when no row was sent to a judge.
+
+    ``{"judges": [names], "groups": [...], "total": {...}}``; each group (and the total) counts,
+    over the rows a judge saw: ``judged``, the judge's ``judge_correct`` / ``judge_incorrect``
+    verdicts, ``unparseable`` replies, ``judge_errors`` (failed requests), ``agree`` /
+    ``disagree`` (rows both the rule and the judge decided), ``filled`` (the rule left the row
+    unjudged, the judge decided it) and ``overridden`` (``is_correct`` is not the rule's decided
+    verdict: a judge preferred over the rule); ``disagree_pct`` is of the rows both decided.
+    Only shards that have the judge columns are read.
+    """
+    with _open(root, run) as sh:
+        files = sh.judge_files
+        if not files:
+            return None
+        rows = sh.query(
+            """
+            SELECT perspective, teacher,
+                   count(judge_model) AS judged,
+                   count_if(judge_verdict) AS judge_correct,
+                   count_if(judge_verdict = false) AS judge_incorrect,
+                   count_if(judge_model IS NOT NULL AND judge_verdict IS NULL AND judge_reply IS NOT NULL) AS unparseable,
+                   count_if(judge_model IS NOT NULL AND judge_reply IS NULL) AS judge_errors,
+                   count_if(judge_verdict = rule_verdict) AS agree,
+                   count_if(judge_verdict <> rule_verdict) AS disagree,
+                   count_if(judge_model IS NOT NULL AND rule_verdict IS NULL AND judge_verdict IS NOT NULL) AS filled,
+                   count_if(rule_verdict IS NOT NULL AND is_correct IS DISTINCT FROM rule_verdict) AS overridden,
+                   list(DISTINCT judge_model ORDER BY judge_model) FILTER (WHERE judge_model IS NOT NULL) AS judges
+            FROM {src}
+            GROUP BY perspective, teacher
+            HAVING count(judge_model) > 0
+            ORDER BY perspective, teacher
+            """,
+            files=files,
+        )
+    if not rows:
+        return None
+    total = {k: 0 for k in _JUDGE_COUNTS}
+    judges: set[str] = set()
+    for r in rows:
+        judges.update(r.pop("judges") or [])
+        for k in _JUDGE_COUNTS:
+            r[k] = int(r[k] or 0)  # DuckDB: count_if over only NULLs is NULL
+            total[k] += r[k]
+    for r in (*rows, total):
+        both = r["agree"] + r["disagree"]
+        r["disagree_pct"] = 100.0 * r["disagree"] / both if both else None
+    return {"judges": sorted(judges), "groups": rows, "total": total}
+
+
 # the measure of pipeline.select.question_difficulty: judged rows, and those not correct
 _DIFFICULTY_SQL = (
     "count_if(finish_reason = 'stop') AS rationales, "
@@ -414,6 +498,7 @@ SHOW_COLUMNS = (
     "run_id, question_id, question, gold_answer, task, perspective, teacher, sample_index, rationale, "
     "predicted_answer, is_correct, finish_reason, num_tokens"
 )
+JUDGE_SHOW_COLUMNS = "judge_model, judge_verdict, judge_reply, rule_verdict"
 
 
 def show(root: str | Path | Shards, question_id: str, run: str | None = None) -> dict[str, Any]:
@@ -428,6 +513,8 @@ def show(root: str | Path | Shards, question_id: str, run: str | None = None) ->
         files = sh.files_for_question(question_id)
         order = "ORDER BY perspective, teacher, sample_index, run_id"
         sql = f"SELECT {SHOW_COLUMNS} FROM {{src}} WHERE question_id = ? {order}"
+        if sh.has_judge_in(files):  # shards older than the judge lack its columns
+            sql = sql.replace(" FROM {src}", f", {JUDGE_SHOW_COLUMNS} FROM {{src}}", 1)
         rows = sh.query(sql, [question_id], files=files) if files else []
         if not rows:
             hint = suggest_ids(sh, question_id)
@@ -478,10 +565,13 @@ def list_rows(
     limit: int | None = 20,
     excerpt_chars: int = 80,
     with_difficulty: bool = True,
+    disagree: bool = False,
 ) -> list[dict[str, Any]]:
     """Rationales matching every given filter, in shard order (question id within a shard).
 
-    ``verdict`` is ``correct``, ``incorrect`` or ``unjudged``; ``limit`` None or 0 means all
+    ``verdict`` is ``correct``, ``incorrect`` or ``unjudged``; ``disagree``: only rows where the
+    rule verifier and a judge model both decided and disagree (their verdicts are then in
+    ``rule_verdict`` / ``judge_verdict``); ``limit`` None or 0 means all
     rows. ``excerpt`` is the tail of the rationale (where the answer is) on one line. With
     ``with_difficulty``, each row's ``difficulty`` is its question's (:func:`difficulty`: over
     all the question's rationales in scope, not only the rows that match).
@@ -505,12 +595,19 @@ def list_rows(
         "gold_answer, finish_reason, num_tokens, right(rationale, ?) AS tail FROM {src}"
     )
     params.insert(0, max(4 * excerpt_chars, 200))
+    if disagree:
+        where.append("judge_verdict <> rule_verdict")
+        sql = sql.replace(" FROM {src}", ", judge_model, judge_verdict, rule_verdict FROM {src}", 1)
     if where:
         sql += " WHERE " + " AND ".join(where)
     if limit:
         sql += f" LIMIT {int(limit)}"
     with _open(root, run) as sh:
-        rows = sh.query(sql, params)
+        if not disagree:
+            rows = sh.query(sql, params)
+        else:  # only shards with the judge columns can hold a disagreement
+            files = sh.judge_files
+            rows = sh.query(sql, params, files=files) if files else []
         hardness: dict[str, dict[str, Any]] = {}
         if with_difficulty and rows:
             ids = {r["question_id"] for r in rows}
@@ -551,9 +648,10 @@ def render_stats(
     groups: list[dict[str, Any]],
     width: int | None = None,
     hardness: dict[str, Any] | None = None,
+    judge: dict[str, Any] | None = None,
 ) -> None:
     """The ``stats`` tables; ``hardness`` (a :func:`difficulty_histogram`) adds the questions
-    by teacher failures."""
+    by teacher failures, ``judge`` (a :func:`judge_stats`) the rule/judge agreement."""
     from rich import box
     from rich.table import Table
 
@@ -593,8 +691,43 @@ def render_stats(
             _escape(finish),
         )
     console.print(table)
+    if judge is not None:
+        render_judge(console, judge)
     if hardness is not None:
         render_difficulty(console, hardness)
+
+
+def render_judge(console: Console, judge: dict[str, Any]) -> None:
+    """The rule/judge agreement table of :func:`judge_stats`."""
+    from rich import box
+    from rich.table import Table
+
+    t = judge["total"]
+    pct = "" if t["disagree_pct"] is None else f" ({t['disagree_pct']:.1f}% of the rows both decided)"
+    console.print(
+        f"judge {_escape(', '.join(judge['judges']))}: {t['judged']:,} rows judged, "
+        f"{t['disagree']:,} rule/judge disagreement(s){pct}, {t['unparseable']:,} unparseable repl(ies), "
+        f"{t['judge_errors']:,} judge error(s)"
+    )
+    table = Table(
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        caption="over the rows sent to the judge; agree / disagree: rows both decided; filled: the rule could "
+        "not judge, the judge did; overridden: the judge's verdict replaced the rule's",
+    )
+    for col in ("perspective", "teacher"):
+        table.add_column(col, no_wrap=True)
+    labels = {"judged": "judged", "judge_correct": "judge ✓", "judge_incorrect": "judge ✗",
+              "unparseable": "unparseable", "judge_errors": "errors", "agree": "agree", "disagree": "disagree",
+              "filled": "filled", "overridden": "overridden"}  # fmt: skip
+    for label in labels.values():
+        table.add_column(label, justify="right", no_wrap=True)
+    for g in judge["groups"]:
+        cells = [f"{g[k]:,}" for k in labels]
+        if g["disagree"]:
+            cells[list(labels).index("disagree")] = f"[red]{g['disagree']:,}[/]"
+        table.add_row(_escape(g["perspective"]), _escape(g["teacher"]), *cells)
+    console.print(table)
 
 
 def render_difficulty(console: Console, hardness: dict[str, Any]) -> None:
@@ -659,10 +792,15 @@ def render_show(data: dict[str, Any], width: int | None = None) -> None:
                 body.stylize("bold reverse", at, at + len(pred))
         style = _verdict_style(r["is_correct"])
         tokens = f" · {r['num_tokens']} tok" if r["num_tokens"] is not None else ""
+        judge = ""
+        if r.get("judge_model") is not None:
+            judge = f" · judge {VERDICTS[r['judge_verdict']]}" + (" (unparseable)" if r["judge_verdict"] is None else "")
+            if r["rule_verdict"] is not None and r["judge_verdict"] is not None and r["rule_verdict"] != r["judge_verdict"]:
+                judge += f" ≠ rule {VERDICTS[r['rule_verdict']]}"
         subtitle = Text.assemble(
             (f"{r['verdict']} ", f"bold {style}"),
             (pred if pred is not None else "no answer", "bold"),
-            f" · {r['finish_reason']}{tokens}",
+            f" · {r['finish_reason']}{tokens}{judge}",
         )
         panels.append(Panel(body, title=Text(title), subtitle=subtitle, border_style=style))
     # wide enough for the titles, at most 72; Columns puts as many side by side as fit
@@ -790,6 +928,9 @@ def build_parser() -> argparse.ArgumentParser:
     verdict = p_list.add_mutually_exclusive_group()
     for v in VERDICT_FILTERS:
         verdict.add_argument(f"--{v}", dest="verdict", action="store_const", const=v, help=f"only {v} rationales")
+    p_list.add_argument(
+        "--disagree", action="store_true", help="only rows where the rule verifier and a judge model disagree"
+    )
     p_list.add_argument("--limit", type=int, default=20, help="at most N rows (default 20; 0 = all)")
     p_list.add_argument("--excerpt-chars", type=int, default=80, help="length of the rationale excerpt")
 
@@ -828,11 +969,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sh = Shards(args.dir, args.run)
         try:
             if args.command == "stats":
-                info, groups, hardness = summary(sh), stats(sh), difficulty_histogram(sh)
+                info, groups, hardness, judge = summary(sh), stats(sh), difficulty_histogram(sh), judge_stats(sh)
                 if args.json:
-                    _write_json({"summary": info, "groups": groups, "difficulty": hardness})
+                    _write_json({"summary": info, "groups": groups, "difficulty": hardness, "judge": judge})
                 else:
-                    render_stats(info, groups, args.width, hardness)
+                    render_stats(info, groups, args.width, hardness, judge)
             elif args.command == "show":
                 data = show(sh, args.question_id)
                 if args.json:
@@ -848,6 +989,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     task=args.task,
                     verdict=args.verdict,
                     finish_reason=args.finish_reason,
+                    disagree=args.disagree,
                     limit=limit + 1 if limit else None,
                     excerpt_chars=max(10, args.excerpt_chars),
                 )

@@ -5,8 +5,10 @@ Prefect, so a shard can run anywhere (a thread, a Dask or Ray worker, a test).
 
 A shard is a fixed slice of the question source. Its work is: build one request per
 (question x perspective x teacher x sample) with its own derived seed, generate, verify every
-completion, and write the rows atomically as ``shards/<name>.parquet`` of the run directory
-``OUT/<run_id>/``. A shard listed in the run's manifest is finished and never recomputed.
+completion, optionally ask a judge model (``pipeline.judge``: the rows the rule verifier left
+unjudged, or every row), and write the rows atomically as ``shards/<name>.parquet`` of the run
+directory ``OUT/<run_id>/``. A shard listed in the run's manifest is finished (judgements included)
+and never recomputed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from data_schemas import RATIONALE_SCHEMA, SCHEMA_VERSION, ContractError, RunWriter
 from pipeline.ids import derive_seed, stable_hash
+from pipeline.judge import JudgeItem, JudgeSpec, final_verdict, judge_items
 from pipeline.perspectives import Perspective, load_perspective_set, prompt_hash, render_messages, render_prompt
 from pipeline.sources import load_questions
 from pipeline.synthetic import PERSPECTIVES as SYNTHETIC_PERSPECTIVES
@@ -79,6 +82,7 @@ class SynthesisConfig(BaseModel):
     task_retries: int = Field(2, ge=0, description="Prefect retries of a failed shard task")
     task_runner: Literal["thread", "dask", "ray"] = "thread"
     task_runner_options: dict[str, Any] = Field(default_factory=dict)
+    judge: JudgeSpec = Field(default_factory=JudgeSpec, description="optional judge model (pipeline.judge)")
 
     @model_validator(mode="after")
     def _check(self) -> SynthesisConfig:
@@ -138,7 +142,7 @@ class SynthesisConfig(BaseModel):
             "seed": self.seed,
             "shard_size": self.shard_size,
             "schema_version": SCHEMA_VERSION,
-        }
+        } | ({"judge": judge} if (judge := self.judge.identity()) is not None else {})
 
     def run_id(self) -> str:
         return f"synth-{stable_hash(json.dumps(self.identity(), sort_keys=True, default=str), length=12)}"
@@ -170,7 +174,16 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> SynthesisCo
         if loaded is not None and not isinstance(loaded, dict):
             raise ContractError(where, "expected a mapping of config fields")
         data = loaded or {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "judge" and isinstance(value, dict):
+            merged = {**data[key], **value} if isinstance(data.get(key), dict) else value  # flags refine the file
+            if set(value) - {"mode"} and merged.get("mode", "off") == "off":
+                raise ContractError(where, "judge settings were given (--judge-teacher/--judge-prompt/--judge-prefer) "
+                                           "but the judge is off: add --judge unjudged|all")  # fmt: skip
+            value = merged
+        data[key] = value
     try:
         return SynthesisConfig.model_validate(data)
     except ValidationError as exc:
@@ -208,20 +221,33 @@ def check_tasks(cfg: SynthesisConfig, question: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- one shard
 @dataclass
 class GroupStats:
-    """Counts of one (perspective, teacher) group."""
+    """Counts of one (perspective, teacher) group; ``correct`` / ``unjudged`` of the final verdict.
+
+    Judge counts (zero without a judge): ``judged`` rows sent to it, its ``judge_correct`` /
+    ``judge_incorrect`` verdicts, ``judge_unparseable`` replies, ``judge_errors`` (failed
+    requests); of the rows both decided, ``agree`` / ``disagree``; ``filled``: the rule left
+    the row unjudged and the judge decided it; ``overridden``: the final verdict is not the
+    rule's decided one (``prefer: judge``).
+    """
 
     rows: int = 0
     correct: int = 0
     unjudged: int = 0
     errors: int = 0
     tokens: int = 0
+    judged: int = 0
+    judge_correct: int = 0
+    judge_incorrect: int = 0
+    judge_unparseable: int = 0
+    judge_errors: int = 0
+    agree: int = 0
+    disagree: int = 0
+    filled: int = 0
+    overridden: int = 0
 
     def add(self, other: GroupStats) -> None:
-        self.rows += other.rows
-        self.correct += other.correct
-        self.unjudged += other.unjudged
-        self.errors += other.errors
-        self.tokens += other.tokens
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
 
 
 @dataclass
@@ -233,6 +259,7 @@ class ShardResult:
     skipped: bool = False
     teacher_s: float = 0.0
     verify_s: float = 0.0
+    judge_s: float = 0.0
     write_s: float = 0.0
     total_s: float = 0.0
     groups: dict[str, GroupStats] = field(default_factory=dict)  # "perspective\tteacher" -> stats
@@ -240,7 +267,7 @@ class ShardResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "rows": self.rows, "skipped": self.skipped, "teacher_s": self.teacher_s,
-            "verify_s": self.verify_s, "write_s": self.write_s, "total_s": self.total_s,
+            "verify_s": self.verify_s, "judge_s": self.judge_s, "write_s": self.write_s, "total_s": self.total_s,
             "groups": {k: vars(v) for k, v in self.groups.items()},
         }  # fmt: skip
 
@@ -347,6 +374,12 @@ def run_shard(
             row["metadata"].append(meta)
         result.verify_s += time.perf_counter() - t
     n = len(cols["question_id"])
+    for key in ("judge_model", "judge_verdict", "judge_reply", "rule_verdict"):
+        cols[key] = [None] * n
+    if cfg.judge.enabled:
+        t = time.perf_counter()
+        _judge_shard(cfg, cols, questions, result)
+        result.judge_s = time.perf_counter() - t
     constant = {
         "run_id": run_id, "schema_version": SCHEMA_VERSION, "temperature": sampling.temperature,
         "top_p": sampling.top_p, "max_tokens": sampling.max_tokens,
@@ -359,6 +392,60 @@ def run_shard(
     result.rows = n
     result.total_s = time.perf_counter() - t0
     return result
+
+
+def _judge_shard(
+    cfg: SynthesisConfig, cols: dict[str, list[Any]], questions: list[dict[str, Any]], result: ShardResult
+) -> None:
+    """Ask the judge about the shard's rows (in place: judge columns, final ``is_correct``, counts)."""
+    spec = cfg.judge
+    everything = spec.mode == "all"
+    finish, verdicts = cols["finish_reason"], cols["is_correct"]
+    chosen = [i for i in range(len(finish)) if finish[i] != "error" and (everything or verdicts[i] is None)]
+    if not chosen:
+        return
+    by_id = {q["question_id"]: q for q in questions}
+    items = [
+        JudgeItem(
+            cols["question_id"][i], cols["perspective"][i], cols["teacher"][i], cols["sample_index"][i],
+            cols["question"][i], cols["gold_answer"][i], cols["task"][i], cols["rationale"][i],
+            cols["predicted_answer"][i], by_id.get(cols["question_id"][i]),
+        )
+        for i in chosen
+    ]  # fmt: skip
+    backend = cached_teacher(spec.teacher)  # type: ignore[arg-type]  # set when enabled
+    lock = _teacher_lock(backend)
+    prompt = spec.load_prompt()
+    if lock is None:
+        outcomes = judge_items(spec, prompt, items, backend, cfg.seed)
+    else:
+        with lock:
+            outcomes = judge_items(spec, prompt, items, backend, cfg.seed)
+    name = spec.judge_name
+    for i, out in zip(chosen, outcomes, strict=True):
+        rule = verdicts[i]
+        final = final_verdict(rule, out.verdict, spec.prefer)
+        cols["judge_model"][i] = name
+        cols["judge_verdict"][i] = out.verdict
+        cols["judge_reply"][i] = out.reply
+        cols["rule_verdict"][i] = rule
+        verdicts[i] = final
+        if out.error is not None:
+            meta = json.loads(cols["metadata"][i]) if cols["metadata"][i] else {}
+            cols["metadata"][i] = json.dumps({**meta, "judge_error": out.error})
+        g = result.groups[f"{cols['perspective'][i]}\t{cols['teacher'][i]}"]
+        g.judged += 1
+        g.judge_correct += out.verdict is True
+        g.judge_incorrect += out.verdict is False
+        g.judge_unparseable += out.unparseable
+        g.judge_errors += out.error is not None
+        if rule is not None and out.verdict is not None:
+            g.agree += rule == out.verdict
+            g.disagree += rule != out.verdict
+        g.filled += rule is None and out.verdict is not None
+        g.overridden += rule is not None and final != rule
+        g.correct += (final is True) - (rule is True)
+        g.unjudged += (final is None) - (rule is None)
 
 
 # ---------------------------------------------------------------- summaries

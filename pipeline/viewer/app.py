@@ -107,6 +107,24 @@ def _compute_rows(summary: dict[str, Any] | None) -> list[tuple[str, str]]:
     return rows
 
 
+def _judge_card(r: dict[str, Any]) -> dict[str, Any] | None:
+    """A rationale's judge verdict for its card (None when no judge saw it, or the run has no judge columns)."""
+    if r.get("judge_model") is None:
+        return None
+    verdict, rule = r["judge_verdict"], r["rule_verdict"]
+    cls, text = VERDICT_TEXT[verdict]
+    if verdict is None:
+        text = "? unparseable" if r["judge_reply"] is not None else "? judge failed"
+    return {
+        "model": r["judge_model"],
+        "class": cls,
+        "label": text,
+        "reply": r["judge_reply"],
+        "disagrees": rule is not None and verdict is not None and rule != verdict,
+        "rule_label": VERDICT_TEXT[rule][1],
+    }
+
+
 # ---------------------------------------------------------------- the app
 class Viewer:
     """The pages, over one :class:`Registry`; RunData objects are kept while a run's manifest is unchanged."""
@@ -206,6 +224,7 @@ class Viewer:
             config=manifest.config if manifest else {},
             summary=ov["summary"],
             groups=groups,
+            judge=ov["judge"],
             label=label,
             accuracy=accuracy,
             histograms=histograms,
@@ -260,6 +279,7 @@ class Viewer:
                     "verdict_class": cls,
                     "verdict_label": text,
                     "match": filters.active and filters.matches(r),
+                    "judge": _judge_card(r),
                 }
             )
         prev, nxt = data.neighbours(qid, filters)

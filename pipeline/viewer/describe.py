@@ -59,8 +59,20 @@ def _sampling(cfg: dict[str, Any]) -> str | None:
     return " · ".join(parts) or None
 
 
+def _judge(cfg: dict[str, Any]) -> str | None:
+    """``flows.synthesize``'s judge section (its identity, in the manifest only when a judge was set)."""
+    judge = cfg.get("judge")
+    if not isinstance(judge, dict) or judge.get("mode") in (None, "off"):
+        return None
+    teacher = judge.get("teacher")
+    name = teacher.get("name") if isinstance(teacher, dict) else teacher
+    rows = {"unjudged": "rows the rule left unjudged", "all": "every row"}.get(str(judge["mode"]), str(judge["mode"]))
+    return f"{name or '?'} on {rows}, prefer {judge.get('prefer', 'rule')}"
+
+
 def describe_manifest(m: Manifest) -> dict[str, Any]:
-    """``source``, ``perspectives``, ``teachers``, ``sampling``, ``rows``, ``shards``, ``when``, ``complete``."""
+    """``source``, ``perspectives``, ``teachers``, ``sampling``, ``judge``, ``rows``, ``shards``, ``when``,
+    ``complete``."""
     cfg = m.config or {}
     perspectives = _names(cfg.get("perspectives"))
     teachers = _names(cfg.get("teachers") or cfg.get("teacher"))
@@ -74,6 +86,7 @@ def describe_manifest(m: Manifest) -> dict[str, Any]:
         "perspectives": perspectives,
         "teachers": teachers,
         "sampling": _sampling(cfg),
+        "judge": _judge(cfg),
         "rows": m.rows,
         "shards": len(m.shards),
         "when": m.updated_at or m.created_at,

@@ -165,12 +165,18 @@ class RunData:
         return self._once("facets", compute)
 
     def overview(self) -> dict[str, Any]:
-        """``browse.summary`` and ``browse.stats`` of the run plus length histograms per view."""
+        """``browse.summary``, ``browse.stats`` and ``browse.judge_stats`` (None without a judge) of the
+        run plus length histograms per view."""
 
         def compute() -> dict[str, Any]:
             sh = self.shards
             groups = browse.stats(sh)
-            return {"summary": browse.summary(sh), "groups": groups, "histograms": self._histograms(groups)}
+            return {
+                "summary": browse.summary(sh),
+                "groups": groups,
+                "histograms": self._histograms(groups),
+                "judge": browse.judge_stats(sh),
+            }
 
         return self._once("overview", compute)
 
