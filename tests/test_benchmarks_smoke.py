@@ -62,6 +62,7 @@ def test_evaluate_benchmark_tiny(tiny_lm_dirs: dict[str, Path]) -> None:
     assert results["splits"]["retention"]["questions"] == 2
     headline = evaluate_bench.headline_of(results, "test", "cpu")
     assert headline["batched_over_loop"] > 0 and headline["predictions_identical"] is True
+    assert len(test["rows_cpu_s"]) == 2 and headline["vectorised_over_rows"] > 0  # the per-row loop, compared too
     assert headline["torch_threads"] == 1 and headline["student"] == "given by the caller"
     assert set(results["targets_met"]) == {"batched_over_loop", "predictions_identical"}
 

@@ -108,6 +108,16 @@ def test_sampling_reproducible_and_batch_independent(loaded, questions) -> None:
         evaluate_model(model, tok, questions[:1], n=2, temperature=0.0)
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_vectorised_equals_row_loop_decoding(loaded, questions, temperature: float) -> None:
+    """The vectorised decoding (default) and the backend's per-row loop (the pre-issue-14 path,
+    the benchmark's baseline) give identical predictions."""
+    model, tok = loaded["chat"]
+    kw = dict(batch_size=3, max_new_tokens=MAX_NEW, temperature=temperature, n=2 if temperature else 1, seed=2)
+    fast = evaluate_model(model, tok, questions, **kw)
+    rows = evaluate_model(model, tok, questions, vectorised=False, **kw)
+    assert key(fast.rows) == key(rows.rows) and len(fast.rows) == len(questions) * kw["n"]
+
 def test_train_mode_restored(loaded, questions) -> None:
     model, tok = loaded["plain"]
     model.train()

@@ -239,3 +239,36 @@ def test_generation_does_not_touch_global_rng(backend: TransformersBackend) -> N
     torch.manual_seed(99)
     backend.generate([req(PROMPTS[0], seed=5, temperature=1.0, max_tokens=4)])
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_vectorised_decoding_equals_the_row_loop(
+    backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Greedy and seeded sampling, mixed max_tokens, shared prompts, rows ending at EOS at
+    different steps: the vectorised loop gives exactly the per-row loop's tokens and log-probs,
+    and does no per-row work per token (it never calls the per-row stop test)."""
+    rows = TransformersBackend.from_pretrained_objects(
+        backend.model, backend.tokenizer, backend.config, vectorised=False
+    )
+    reqs = [
+        req(PROMPTS[i % len(PROMPTS)], qid=f"q{i}", seed=100 + i, temperature=(0.0, 0.8, 1.4)[i % 3],
+            max_tokens=6 + i % 5)  # fmt: skip
+        for i in range(14)
+    ]
+    # every 5th token id ends a row: rows stop at different steps, some run to max_tokens
+    monkeypatch.setattr(backend, "eos_ids", set(range(3, len(backend.tokenizer), 5)))
+    monkeypatch.setattr(rows, "eos_ids", backend.eos_ids)
+
+    def per_row_check(row):
+        raise AssertionError("per-row stop test called by the vectorised loop")
+
+    expected = rows.generate(reqs)
+    monkeypatch.setattr(backend, "_check_finished", per_row_check)
+    got = backend.generate(reqs)
+    key = [(c.text, c.finish_reason, c.num_tokens, c.cumulative_logprob) for c in got]
+    assert key == [(c.text, c.finish_reason, c.num_tokens, c.cumulative_logprob) for c in expected]
+    reasons = {c.finish_reason for c in got}
+    assert reasons == {"stop", "length"}
+    assert len({c.num_tokens for c in got if c.finish_reason == "stop"}) > 1  # rows left at different steps
+    (with_stop,) = backend.generate([req(PROMPTS[0], stop=("zz",))])  # stop strings take the per-row loop
+    assert with_stop.finish_reason == "error" and "per-row stop test" in with_stop.error

@@ -46,7 +46,7 @@ BACKENDS: dict[str, tuple[str, str, str, str | None]] = {
 # options that change speed or robustness but never what is generated (left out of run ids)
 NON_OUTPUT_OPTIONS = frozenset({
     "batch_size", "max_concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s",
-    "use_tqdm", "gpu_memory_utilization", "api_key_env", "latency_s", "bisect_on_error", "device",
+    "use_tqdm", "gpu_memory_utilization", "api_key_env", "latency_s", "bisect_on_error", "device", "vectorised",
 })  # fmt: skip
 
 

@@ -19,6 +19,12 @@ on its batch neighbours. Here:
   padding (as ``generate`` does), and results are put back in request order. Identical prompts
   in a batch (the ``n`` samples of one view) are prefilled once and their KV cache is repeated.
   Rows that finish are dropped from the batch (and its cache) so the rest runs narrower.
+* **Vectorised decoding.** A batch without stop strings is decoded with tensor bookkeeping
+  only: per step one forward pass, the next token of every row at once (each sampling row's
+  uniform draws are taken up front from its own generator, in the order the per-row loop takes
+  them), EOS and length tests as tensor ops and one host sync; tokens and log-probs are
+  assembled once at the end. No Python work per row per token. Requests with stop strings
+  (decoded text must be inspected each step) use the per-row loop; both give the same outputs.
 * **Stops.** A row stops at an EOS token (tokenizer EOS and ``generation_config.eos_token_id``)
   or when the decoded tail of its generation contains one of ``sampling.stop`` (post-hoc
   string check each step; the text is cut before the first stop string, which is not
@@ -66,7 +72,9 @@ class TransformersConfig:
     with the tokenizer's chat template when it has one, else uses ``request.prompt``; ``true``
     requires a template; ``false`` always uses ``request.prompt``. ``chat_template`` overrides
     the tokenizer's template; ``fold_system`` merges the system message into the first user
-    turn (templates without a system role).
+    turn (templates without a system role). ``vectorised=False`` decodes every batch with the
+    per-row loop (otherwise used only for requests with stop strings): same outputs, slower;
+    kept as the reference and the baseline of ``benchmarks/evaluate.py``.
     """
 
     model: str
@@ -79,6 +87,7 @@ class TransformersConfig:
     attn_implementation: str | None = None
     chat_template: str | None = None
     fold_system: bool = False
+    vectorised: bool = True
 
     def __post_init__(self) -> None:
         if not str(self.model):
@@ -327,6 +336,126 @@ class TransformersBackend(TeacherBackend):
         return self.model(**kwargs)
 
     def _run_batch(self, batch: list[_Prepared]) -> list[Completion]:
+        """Decode one batch: the vectorised loop unless a request has stop strings (or
+        ``config.vectorised`` is off)."""
+        if self.config.vectorised and not any(p.request.sampling.stop for p in batch):
+            return self._run_batch_vectorised(batch)
+        return self._run_batch_rows(batch)
+
+    def _prefill(self, batch: list[_Prepared]) -> tuple[Any, Any, Any, Any]:
+        """Left-padded prefill, each distinct prompt once (rows with the same prompt share its
+        cache): ``(cache, last logits, attention mask, position of each row's last token)``,
+        one row per request of ``batch``. Call under ``torch.inference_mode``."""
+        import torch
+
+        device = self.device
+        uniq: dict[tuple[int, ...], int] = {}
+        expand = [uniq.setdefault(tuple(p.input_ids), len(uniq)) for p in batch]
+        prompts = list(uniq)
+        width = max(len(ids) for ids in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for r, p in enumerate(prompts):  # LEFT padding
+            ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[r, width - len(p) :] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self._forward(ids, mask, positions, None, last_only=True)
+        cache = _get_cache(out)
+        logits = out.logits[:, -1, :]
+        if len(prompts) < len(batch):
+            index = torch.tensor(expand, device=device)
+            cache.batch_select_indices(index)
+            logits, mask = logits[index], mask[index]
+        return cache, logits, mask, mask.sum(-1) - 1
+
+    def _run_batch_vectorised(self, batch: list[_Prepared]) -> list[Completion]:
+        """Decode ``batch`` with tensor bookkeeping only: no Python work per row per token.
+
+        Each step: one forward pass, every row's next token (argmax, or inverse-CDF with the
+        row's own uniform draw: drawn up front, ``max_tokens`` per sampling row, from the same
+        per-request generator and in the same order as the per-row loop, so samples are
+        unchanged), an EOS/length test as tensor ops and ONE host sync (how many rows ended);
+        ended rows leave the batch and its KV cache at once, as in the per-row loop. Tokens,
+        log-probs and lengths are assembled once at the end.
+        """
+        import torch
+
+        t0 = time.perf_counter()
+        device = self.device
+        reqs = [p.request for p in batch]
+        size = len(batch)
+        limits = [r.sampling.max_tokens for r in reqs]
+        horizon = max(limits)
+        sampling = [r.sampling.temperature > 0 for r in reqs]
+        draws = None
+        if any(sampling):
+            draws = torch.zeros((size, horizon), dtype=torch.float64)
+            for i, r in enumerate(reqs):  # once per request, not per token
+                if sampling[i]:
+                    gen = torch.Generator(device="cpu").manual_seed(r.seed & _SEED_MASK)
+                    draws[i] = torch.rand(horizon, generator=gen, dtype=torch.float64)
+            draws = draws.to(device)
+            temps = torch.tensor([r.sampling.temperature or 1.0 for r in reqs], device=device)
+            top_ps = torch.tensor([r.sampling.top_p for r in reqs], device=device)
+            is_sampling = torch.tensor(sampling, device=device)
+        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=device)
+        same_limit = len(set(limits)) == 1
+        limit = torch.tensor(limits, device=device)  # per slot; follows the slots when rows leave
+        rows = torch.arange(size, device=device)  # batch slot -> request
+        steps: list[tuple[Any, Any, Any]] = []  # per step: (rows, tokens, raw log-probs)
+        with torch.inference_mode():
+            cache, logits, mask, last_pos = self._prefill(batch)
+            width = mask.shape[1]
+            mask = torch.cat([mask, mask.new_ones((size, horizon))], dim=-1)
+            for step in range(horizon):
+                logits = logits.float()
+                logprobs = torch.log_softmax(logits, dim=-1)
+                tok = logits.argmax(dim=-1)
+                if draws is not None:
+                    sampled = _sample_rows(logits, temps[rows], top_ps[rows], draws[rows, step])
+                    tok = torch.where(is_sampling[rows], sampled, tok)
+                steps.append((rows, tok, logprobs.gather(1, tok[:, None]).squeeze(1)))
+                if step + 1 == horizon:
+                    break
+                ended = torch.isin(tok, eos)
+                if not same_limit:
+                    ended |= limit <= step + 1
+                n_ended = int(ended.sum())  # the step's one host sync
+                if n_ended == len(tok):
+                    break
+                if n_ended:
+                    keep = (~ended).nonzero().squeeze(1)
+                    cache.batch_select_indices(keep)
+                    rows, tok, mask, last_pos, limit = rows[keep], tok[keep], mask[keep], last_pos[keep], limit[keep]
+                last_pos = last_pos + 1
+                out = self._forward(
+                    tok[:, None], mask[:, : width + step + 1], last_pos[:, None], cache, last_only=True
+                )
+                new_cache = _get_cache(out)
+                if new_cache is not None:
+                    cache = new_cache
+                logits = out.logits[:, -1, :]
+            # assemble: row r's tokens are those of the steps it took part in, in order
+            all_rows = torch.cat([r for r, _, _ in steps])
+            all_steps = torch.cat([torch.full_like(r, s) for s, (r, _, _) in enumerate(steps)])
+            tokens = torch.full((size, horizon), self.pad_id, dtype=torch.long, device=device)
+            tokens[all_rows, all_steps] = torch.cat([t for _, t, _ in steps])
+            lengths = torch.bincount(all_rows, minlength=size)
+            totals = torch.zeros(size, dtype=torch.float64, device=device)
+            totals.index_add_(0, all_rows, torch.cat([lp for _, _, lp in steps]).double())
+        token_lists, length_list, total_list = tokens.tolist(), lengths.tolist(), totals.tolist()
+        elapsed = time.perf_counter() - t0
+        completions = []
+        for p, toks, n, total in zip(batch, token_lists, length_list, total_list, strict=True):
+            row = _Row(prep=p, generator=None, tokens=toks[:n], logprob=total)
+            row.finish_reason = "stop" if row.tokens and row.tokens[-1] in self.eos_ids else "length"
+            completions.append(self._completion(row, elapsed))
+        return completions
+
+    def _run_batch_rows(self, batch: list[_Prepared]) -> list[Completion]:
+        """The per-row decoding loop: Python bookkeeping per row and token; the only path that
+        handles stop strings (and the reference the vectorised path is tested against)."""
         import torch
 
         t0 = time.perf_counter()
@@ -343,29 +472,8 @@ class TransformersBackend(TeacherBackend):
             )
             for p in batch
         ]
-        # Prefill each distinct prompt once; rows with the same prompt share its cache.
-        uniq: dict[tuple[int, ...], int] = {}
-        expand = [uniq.setdefault(tuple(p.input_ids), len(uniq)) for p in batch]
-        prompts = list(uniq)
-        width = max(len(ids) for ids in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for r, p in enumerate(prompts):  # LEFT padding
-            ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            mask[r, width - len(p) :] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-
         with torch.inference_mode():
-            out = self._forward(ids, mask, positions, None, last_only=True)
-            cache = _get_cache(out)
-            logits = out.logits[:, -1, :]
-            if len(prompts) < len(batch):
-                index = torch.tensor(expand, device=device)
-                cache.batch_select_indices(index)
-                logits, mask = logits[index], mask[index]
-            last_pos = mask.sum(-1) - 1  # per row: position of its last prompt token
-
+            cache, logits, mask, last_pos = self._prefill(batch)
             active = list(range(len(rows)))  # rows still decoding, in batch order
             temps = torch.tensor([r.prep.request.sampling.temperature for r in rows], device=device)
             top_ps = torch.tensor([r.prep.request.sampling.top_p for r in rows], device=device)
@@ -527,6 +635,23 @@ def _eos_ids(tokenizer: Any, model: Any) -> set[int]:
 def _get_cache(out: Any) -> Any:
     cache = getattr(out, "cache", None)
     return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+def _sample_rows(logits: Any, temps: Any, top_ps: Any, u: Any) -> Any:
+    """Inverse-CDF sample of every row (temperature-scaled, top-p filtered) with uniform ``u``
+    per row: the arithmetic of ``TransformersBackend._pick``, row by row the same values."""
+    import torch
+
+    probs = torch.softmax(logits / temps[:, None], dim=-1)
+    sorted_p, sorted_idx = torch.sort(probs, dim=-1, descending=True, stable=True)
+    before = sorted_p.cumsum(-1) - sorted_p  # mass strictly before each token
+    keep = before < top_ps[:, None]
+    keep[:, 0] = True
+    cdf = (sorted_p * keep).double().cumsum(-1)
+    target = u.to(cdf.device) * cdf[:, -1]
+    pos = (cdf <= target[:, None]).sum(-1)
+    pos = torch.minimum(pos, keep.sum(-1) - 1)
+    return sorted_idx.gather(1, pos[:, None]).squeeze(1)
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:
