@@ -14,7 +14,10 @@
   ``mind/consistency``, ``mind/meta_loss``, ``mind/meta_top1``, ``mind/meta_spearman``,
   ``mind/flops``);
 - evaluation: ``eval_results.json`` (split -> summary) and ``eval/<split>.parquet`` (predictions,
-  the summary in the schema metadata under ``mind.eval``).
+  the summary in the schema metadata under ``mind.eval``);
+- the latent-space analysis of the run's student (``python -m benchmarks.latent``), when present:
+  ``latent/latent.json`` (``measures``: view silhouette, k-NN view purity, perspective invariance,
+  with their intervals; ``images``: PNG files beside it, shown inline).
 
 Every file is checked to lie inside DIR; a malformed one raises :class:`DataError` naming it. A
 ``mind_summary.json`` of the trainer before its rewrite (``probes``, ``pick_share``, no
@@ -24,6 +27,7 @@ its ``mind/*`` metrics are not charted (a note on the page says so).
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -63,6 +67,8 @@ class TrainingRun:
     state_file: Path | None = None
     evals: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> summary (+ "file")
     notes: list[str] = field(default_factory=list)  # what is missing, for the page
+    latent: list[tuple[str, str]] = field(default_factory=list)  # latent/latent.json: (measure, shown value) rows
+    latent_images: list[tuple[str, str]] = field(default_factory=list)  # (file name, data: URI) of its PNGs
 
     @property
     def log(self) -> list[dict[str, Any]]:
@@ -154,6 +160,7 @@ def load_training(entry: Entry, registry: Registry) -> TrainingRun:
             "steps); the other charts come from mind_summary.json's history"
         )
     run.evals = _load_evals(d, registry)
+    run.latent, run.latent_images = _load_latent(d / "latent", registry)
     return run
 
 
@@ -208,6 +215,49 @@ def _load_evals(d: Path, registry: Registry) -> dict[str, dict[str, Any]]:
                 raise DataError(f, "schema metadata 'mind.eval' is not valid JSON") from None
         summary["file"] = f
     return evals
+
+
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+
+
+def _load_latent(d: Path, registry: Registry) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``latent/latent.json`` of ``benchmarks.latent``: its measures as table rows and its PNGs as
+    ``data:`` URIs (plain file names beside it only); nothing when the file is absent."""
+    path = d / "latent.json"
+    if not path.is_file():
+        return [], []
+    data = _read_json(registry.inside(path))
+    if not isinstance(data, dict) or not isinstance(data.get("measures"), dict):
+        raise DataError(path, "expected an object with 'measures' (silhouette, knn_purity, invariance, ...)")
+    m = data["measures"]
+    try:
+        rows = [
+            ("view silhouette (cosine) [95% CI]", f"{m['silhouette']:.3f} {_interval(m.get('silhouette_ci95'))}"),
+            ("k-NN view purity (chance)", f"{m['knn_purity']:.1%} ({m['knn_chance']:.1%})"),
+        ]
+        if isinstance(m.get("invariance"), dict):
+            inv = m["invariance"]
+            rows += [("perspective invariance [95% CI]", f"{inv['value']:+.3f} {_interval(inv.get('ci95'))}"),
+                     ("similarity: same question across views / same view across questions",
+                      f"{inv['same_question']:.3f} / {inv['same_view']:.3f}")]  # fmt: skip
+        rows.append(("held-out points (questions)", f"{m['points']} ({m['questions']})"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(path, f"measures: missing or malformed value ({exc})") from None
+    images = []
+    for name in data.get("images") or []:
+        if not isinstance(name, str) or "/" in name or "\\" in name or not name.endswith(".png"):
+            raise DataError(path, f"images: {name!r} is not a PNG file name beside latent.json")
+        if not (d / name).is_file():
+            continue
+        f = registry.inside(d / name)
+        if f.stat().st_size <= MAX_IMAGE_BYTES:
+            images.append((name, "data:image/png;base64," + base64.b64encode(f.read_bytes()).decode()))
+    return rows, images
+
+
+def _interval(ci: Any) -> str:
+    ok = isinstance(ci, list) and len(ci) == 2 and all(_num(v) is not None for v in ci)
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ok else ""
 
 
 # ---------------------------------------------------------------- series for the charts
