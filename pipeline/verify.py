@@ -26,8 +26,9 @@ Extraction order: explicit answer markers first -- ``#### x``, ``\\boxed{x}``, `
 a line starting ``A: x``, a line starting ``Answer: x`` or ``final answer: x`` (per marker, the
 last occurrence that yields an answer wins) -- then a per-kind fallback: the number the
 concluding statement states (numeric, see :func:`_final_number`: an answer stated before its
-explanation, or before a closing note, wins over later numbers, and so does a sentence's main
-clause over its parentheses and asides), a sentence-initial ``Yes,`` /
+explanation, before a closing note, or before a caveat that only speculates about numbers already
+read, wins over later numbers, and so does a sentence's main clause over its parentheses and asides,
+a gapped second conjunct, or the size of a group it distributes over), a sentence-initial ``Yes,`` /
 ``No.`` (yesno), the last ``(X)`` / ``option X`` (choice), the concluding line's quoted or final
 token (string). When nothing is found the answer is ``None`` and so is the verdict ("cannot
 judge"): the verifier never guesses.
@@ -341,6 +342,13 @@ _NOTE_RE = re.compile(
 _GENERAL_RE = re.compile(
     r"(?:^|(?<=\n\n))[ \t*_]*(?:in\s+general|for\s+example|for\s+instance)\b", re.IGNORECASE
 )
+# A reservation after the answer ("However, in reality there can't be a discount of $106 ...").
+_CAVEAT_RE = re.compile(
+    r"(?:^|(?<=[.!?]\s)|(?<=\n))[ \t*_]*"
+    r"(?:however|but|although|though|that\s+said|in\s+reality|realistically)\b",
+    re.IGNORECASE,
+)
+_HEDGE_RE = re.compile(r"\b(?:possible|possibly|perhaps|maybe|might|may|could|intended)\b", re.IGNORECASE)
 _EXPLANATION_RE = re.compile(
     r"(?:^|(?<=[.!?:]\s)|(?<=\n))[ \t*_]*(?:explanation\s*:|here(?:'s|’s|\s+is)\s+(?:the\s+|an\s+)?"
     r"(?:explanation|reasoning|breakdown|why|how)\b|to\s+see\s+(?:why|this|how)\b)",
@@ -362,6 +370,19 @@ _CLAUSE_RE = re.compile(
     r",\s*(?:as|since|because|scoring|calculated|assuming|given)\b|\s(?:because|since|after)\b", re.IGNORECASE
 )
 _CLAUSE_END_RE = re.compile(r",\s")
+# Gapping: a conjunct that starts with its number and re-uses the main clause's verb ("139 cakes
+# left after selling 10 cakes, and 1 pastry left after selling 90 pastries"): the sentence's first
+# number leads the same "<number> <noun> <word>" form (here "left"), and no list lies between.
+_GAPPED_RE = re.compile(r",\s*and\s+\$?\d[\d,]*(?:\.\d+)?\s+[A-Za-z]+\s+([A-Za-z]+)\b")
+_LEAD_RE = re.compile(r"\d[\d,]*(?:\.\d+)?\s+[A-Za-z]+\s+([A-Za-z]+)\b")
+_LIST_ITEM_RE = re.compile(r",\s*\$?\d")
+# The size of a group the sentence distributes over ("each of the absent 9 guests"): a label of
+# the subject, never the quantity the sentence states. The word before the number is an adjective,
+# not a plural noun: in "gave each of his friends 2 crackers" the 2 is what each got.
+_GROUP_RE = re.compile(
+    r"\beach\s+of\s+(?:the|these|those|his|her|their|its|our|your)\s+(?:[a-z]*[a-rt-z]\s+)?(?=\d)",
+    re.IGNORECASE,
+)
 _THAN_RE = re.compile(r"\bthan\s+(?:the\s+|those\s+|what\s+)?\$?(?=\d)")  # "5 more than the 3 who stayed"
 _OPENING_CHARS = 300
 _TAIL_CHARS = 400
@@ -413,23 +434,32 @@ def _final_number(text: str) -> str | None:
 
     Text that follows the answer without changing it is set aside first: a verification tail
     ("To check: 39 + 41 + 43 = 123") after a "Therefore/So/Thus/Hence" sentence, a closing note
-    ("Note: the 6 marbles are not relevant"), and everything after an answer stated first
-    ("Robin has 405 pieces. Explanation: ..."). The concluding sentence is then the last one
-    with a number in it. Numbers in its asides -- a parenthesis ("10 peaches in each basket
-    (7 red + 3 green)") or a trailing clause (", scoring 12 points", ", as 7 + 7 + 7 = 21") --
-    are not the answer when its main clause states one. If the main clause restates the result
+    ("Note: the 6 marbles are not relevant"), everything after an answer stated first
+    ("Robin has 405 pieces. Explanation: ..."), and a caveat that only speculates ("However, ...
+    it is possible that the total was intended to be $1 per pack": no new number, a hedge). The
+    concluding sentence is then the last one with a number in it, unless its only numbers size a
+    group ("each of the absent 9 guests didn't receive any"): then the one before. Numbers in its
+    asides -- a parenthesis ("10 peaches in each basket (7 red + 3 green)"), a trailing clause
+    (", scoring 12 points", ", as 7 + 7 + 7 = 21"), a gapped conjunct parallel to the sentence's
+    lead ("139 cakes left ..., and 1 pastry left ..."), a group's size -- are not the answer when
+    its main clause states one. If the main clause restates the result
     of an equation (``... = 90``, ``... equals 90``) that result is the answer; otherwise its
     last number is.
     """
     full = _drop_verification_tail(text)
     text = _drop_after_answer(full)
-    last = _last_number_match(text)
-    if last is None:
-        return None
-    start = _sentence_start(text, last.start())
-    end = _sentence_end(text, last.end())
-    tokens = [m for m in _NUMBER_RE.finditer(text, start, end) if _token_float(m) is not None]
-    asides = _aside_spans(text, start, end)
+    while True:
+        last = _last_number_match(text)
+        if last is None:
+            return None
+        start = _sentence_start(text, last.start())
+        end = _sentence_end(text, last.end())
+        tokens = [m for m in _NUMBER_RE.finditer(text, start, end) if _token_float(m) is not None]
+        groups = [m.end() for m in _GROUP_RE.finditer(text, start, end)]
+        if start == 0 or any(m.start() not in groups for m in tokens):
+            break
+        text = text[:start]  # the sentence only counts a group ("each of the 9 guests got none")
+    asides = _aside_spans(text, start, end) + [(g, g + 1) for g in groups]
     main = [m for m in tokens if not any(a <= m.start() < b for a, b in asides)] or tokens
     stated = {_token_float(m) for m in main}
     if len(stated) > 1:
@@ -440,7 +470,7 @@ def _final_number(text: str) -> str | None:
 
 
 def _drop_after_answer(text: str) -> str:
-    """``text`` without a closing note, or up to an answer stated before its explanation.
+    """``text`` without a closing note or a speculating caveat, or up to an answer stated first.
 
     An answer stated first ("Dan spent $13. To see why, ...") stands unless the explanation
     comes to a conclusion of its own that does not restate it.
@@ -460,7 +490,26 @@ def _drop_after_answer(text: str) -> str:
         pass
     if note is not None and _concludes(text[: note.start()]):
         return text[: note.start()]
+    for caveat in _CAVEAT_RE.finditer(text):
+        if _only_speculates(text, caveat.start()):
+            return text[: caveat.start()]
     return text
+
+
+def _only_speculates(text: str, pos: int) -> bool:
+    """Is ``text[pos:]`` a reservation that only speculates about numbers already read?
+
+    A caveat that recomputes brings a new number, and one that restates the answer does not
+    hedge; one that reconsiders the premises ("it is possible that the total was intended to be
+    $1 per pack") repeats earlier numbers, and its last sentence with a number hedges.
+    """
+    before = {v for m in _NUMBER_RE.finditer(text, 0, pos) if (v := _token_float(m)) is not None}
+    after = [v for m in _NUMBER_RE.finditer(text, pos) if (v := _token_float(m)) is not None]
+    if not before or not after or not all(v in before for v in after):
+        return False
+    last = _last_number_match(text)
+    start = max(pos, _sentence_start(text, last.start()))
+    return _HEDGE_RE.search(text, start, _sentence_end(text, last.end())) is not None
 
 
 def _concludes(text: str) -> bool:
@@ -513,6 +562,11 @@ def _aside_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
                 end,
             )
             spans.append((clause.start(), stop_pos))
+        gap = _GAPPED_RE.search(text, first.end(), end)  # "5 red, 3 blue, and 2 green" is a list, no gapping
+        if gap is not None and not _LIST_ITEM_RE.search(text, first.end(), gap.start()):
+            lead = _LEAD_RE.match(text, first.start())
+            if lead is not None and lead.group(1).lower() == gap.group(1).lower():
+                spans.append((gap.start(), end))
     return spans
 
 

@@ -203,6 +203,21 @@ def test_judge_rejects_invalid_gold() -> None:
         ("Kelly will have 42 games left after giving away 64 games.", "42"),
         ("Jenny has 14 days, but since 3 days are left, she has spent 11 days.", "11"),
         ("Emily can make 2 necklaces.\n\nIn general, with 24 beads she could make 3 necklaces.", "2"),
+        # a caveat that only speculates about numbers already read (no new number, a hedge)
+        ("Each pen now costs $2.\nSo $8 buys 4 pens.\nHowever, it is possible that the price was meant to be $8.", "4"),
+        ("Each pen costs $2. So $8 buys 4 pens. But perhaps the $2 price is a typo.", "4"),
+        ("So $8 buys 4 pens. However, the answer restated is 4.", "4"),
+        ("So $8 buys 4 pens. However, it may be that 8 / 3 = 2 pens were bought.", "2"),  # a new number: kept
+        ("He sold 3. However, the total is 9. So 9 - 3 = 6 remain. But maybe 3 more were sold.", "6"),
+        ("She bought 9 chairs in all: 3 and 6. However, in this case the total was 9.", "9"),  # no hedge
+        # a gapped conjunct parallel to the sentence's lead is a second quantity, not the answer
+        ("Sam would have 12 apples left after selling 3 apples, and 2 pears left after selling 5 pears.", "12"),
+        ("Sam has 12 red apples, 4 green apples, and 2 pink apples.", "2"),  # a list, no gapping
+        ("Sam has 12 apples in total, and 2 of them are red.", "2"),  # not parallel
+        # the size of a group the sentence distributes over is not the answer
+        ("So each guest had 4 cookies. Therefore, each of the absent 3 guests got none.", "4"),
+        ("Therefore, each of the 5 friends ate 1 cracker.", "1"),
+        ("That means Tom gave each of his friends 2 crackers.", "2"),  # "friends" is the group
         # scientific notation
         ("The answer is 1e3.", "1000"),
         ("It weighs 1.5e-3 kg", "0.0015"),
@@ -465,7 +480,7 @@ def _shifted_golds(rows: list[dict]) -> list[str]:
 @pytest.mark.parametrize(
     ("name", "task", "min_true", "max_none", "max_true_shifted"),
     [
-        # measured: true 84.7% (82.5% with the old last-number fallback), none 0%, vs another gold 2.9%
+        # measured: true 84.8% (82.5% with the old last-number fallback), none 0%, vs another gold 2.9%
         ("svamp", "svamp", 0.80, 0.001, 0.08),
         # measured: true 82.7% (81.5% with the old last-number fallback), none 0%
         ("asdiv", "asdiv", 0.79, 0.001, 0.08),
@@ -491,8 +506,8 @@ def test_mentor_kd_agreement(
 def test_mentor_kd_svamp_not_true_share(shared_data: Path) -> None:
     """Share of SVAMP teacher chains not verified True although the file's answer is gold.
 
-    Measured 15.3% (17.5% before the fallback preferred the concluding statement over stray later
-    numbers): on inspection mostly wrong chains (a different quantity concluded, an unsolvable
+    Measured 15.2% (17.5% before the fallback preferred the concluding statement over stray later
+    numbers, 15.3% before caveats, gapped conjuncts and group sizes): on inspection mostly wrong chains (a different quantity concluded, an unsolvable
     reading, an arithmetic slip); every chain yields a number.
     """
     rows = _mentor_kd(shared_data, "svamp")
@@ -549,9 +564,10 @@ def test_mentor_kd_svamp_hand_checked_sample(shared_data: Path) -> None:
     ``expected`` is a person's reading of each chain: does the chain's own final answer equal the
     gold? The last-number fallback of old disagreed on 8 of them (stray numbers after the answer:
     parentheses, notes, an answer stated before its explanation, "after growing 18 more inches");
-    now 3 remain, 2 of them ambiguous (see the fixture's notes): a chain that states two answers in
-    one sentence, one that answers and then muses about another reading, one whose last sentence
-    is about a side quantity.
+    the concluding-statement fallback left 3 (see the fixture's notes): a caveat that speculates
+    about the premises after the answer ("it is possible that ... $1 per pack"), a gapped second
+    conjunct ("139 cakes left ..., and 1 pastry left ..."), a last sentence whose only number sizes
+    a group ("each of the absent 9 guests didn't receive any"). Now none remain.
     """
     fixture = Path(__file__).parent / "data" / "svamp_verdicts_sample.json"
     sample = json.loads(fixture.read_text(encoding="utf-8"))
@@ -565,4 +581,4 @@ def test_mentor_kd_svamp_hand_checked_sample(shared_data: Path) -> None:
             wrong.append(f"row {item['row']}: expected {item['expected']}, got {verdict} {item.get('note', '')}")
     print(f"\nhand-checked SVAMP sample: {len(wrong)}/100 verdicts differ from the hand judgement")
     assert len(sample["items"]) == 100
-    assert len(wrong) <= 3, "\n".join(wrong)  # measured 3 (issue target <= 1; 8 before)
+    assert len(wrong) <= 1, "\n".join(wrong)  # measured 0 (issue target <= 1; 8, then 3 before)
