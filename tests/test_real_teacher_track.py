@@ -1,4 +1,6 @@
-"""The real-teacher track (docs/real-teacher.md) up to the GPU, with tiny local models.
+"""The older GSM8K strategy grid (docs/real-teacher.md, last section) up to the GPU, with tiny local models.
+
+The paper's set-up on that page is tested in tests/test_paper_track.py.
 
 Every step of the recipe runs here on the CPU with the session's tiny random causal LMs in place
 of the real teacher and student: the train config (``configs/train/gsm8k-real.yaml``, every key a
