@@ -29,6 +29,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.prefect_api import PrefectApiUnavailable, prefect_api
 from pipeline.select import check_selection_request, run_selection
 from pipeline.select import main as select_cli
 
@@ -112,7 +113,12 @@ def run(
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (the arguments of ``python -m pipeline.select``, checked before Prefect
     starts); 0 ok, 2 bad arguments or input."""
-    return select_cli(argv, runner=run, prog="python -m flows.select")
+    try:
+        with prefect_api():
+            return select_cli(argv, runner=run, prog="python -m flows.select")
+    except PrefectApiUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from data_schemas import ContractError, RunWriter, load_manifest
+from flows.prefect_api import PrefectApiUnavailable, prefect_api
 from pipeline import browse
 from pipeline.synthesis import (
     ShardResult,
@@ -279,20 +280,21 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     judge = {k: v for k, v in judge.items() if v is not None}
     try:
-        summary = run(
-            args.out,
-            args.config,
-            num_questions=args.num_questions,
-            samples=args.samples,
-            seed=args.seed,
-            shard_size=args.shard_size,
-            max_concurrency=args.max_concurrency,
-            teachers=args.teacher,
-            perspectives=args.perspectives.split(",") if args.perspectives else None,
-            perspective_set=args.perspective_set,
-            judge=judge or None,
-        )
-    except ContractError as exc:
+        with prefect_api():
+            summary = run(
+                args.out,
+                args.config,
+                num_questions=args.num_questions,
+                samples=args.samples,
+                seed=args.seed,
+                shard_size=args.shard_size,
+                max_concurrency=args.max_concurrency,
+                teachers=args.teacher,
+                perspectives=args.perspectives.split(",") if args.perspectives else None,
+                perspective_set=args.perspective_set,
+                judge=judge or None,
+            )
+    except (ContractError, PrefectApiUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_summary(summary)
