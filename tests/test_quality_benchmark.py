@@ -210,3 +210,17 @@ def test_busy_wall_time_is_the_union_of_run_intervals():
             {"finished_at": 40.0, "wall_seconds": 5.0}, {"wall_seconds": 99.0}]  # 35-40; no timestamp: left out
     assert quality.busy_wall_seconds(runs) == 20.0
     assert quality.busy_wall_seconds([]) == 0.0
+
+
+def test_learning_rate_check_pairs_and_summary():
+    from benchmarks import quality_lr
+
+    assert quality_lr.parse_pairs("mind:7.5e-4, all:3e-3") == [("mind", 7.5e-4), ("all", 3e-3)]
+    for bad in ("mind", "mind:fast", ":1e-3"):
+        with pytest.raises(SystemExit, match="STRATEGY:LEARNING_RATE"):
+            quality_lr.parse_pairs(bad)
+    records = [{"strategy": "mind", "seed": s, "validation": v, "trained_tokens": 10, "config": {"learning_rate": 3e-3}}
+               for s, v in ((1, 0.5), (0, 0.3))]  # fmt: skip
+    (row, empty) = quality_lr.summarise(records, [("mind", 3e-3), ("all", 3e-3)])
+    assert row["seeds"] == [0, 1] and row["validation"] == [0.3, 0.5] and row["mean"] == pytest.approx(0.4)
+    assert row["std"] == pytest.approx(0.1414, abs=1e-3) and empty["mean"] is None and empty["seeds"] == []
