@@ -76,8 +76,9 @@ def _watch(server_pid: int) -> subprocess.Popen:
 def prefect_api(timeout_s: int = STARTUP_TIMEOUT_S) -> Iterator[int | None]:
     """Run flows inside this block. With ``PREFECT_API_URL`` set, the block uses that server and yields
     None. Otherwise it starts Prefect's own temporary server (``SubprocessASGIServer``, as Prefect's
-    ephemeral mode does) with a start-up wait sized for busy machines, points the block at it, stops it
-    on the way out, and leaves a watchdog that stops it should this process be killed; yields the wait.
+    ephemeral mode does) with a start-up wait sized for busy machines, points the block at it, and
+    leaves a watchdog that stops it should this process be killed; Prefect stops it at exit, after its
+    last log flush. Yields the wait.
     Raises :class:`PrefectApiUnavailable` when the server does not come up in time."""
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
@@ -87,21 +88,17 @@ def prefect_api(timeout_s: int = STARTUP_TIMEOUT_S) -> Iterator[int | None]:
         return
     current = int(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
     chosen = current if SETTING in os.environ or current != PREFECT_DEFAULT_S else max(current, timeout_s)
-    server = SubprocessASGIServer()
-    watchdog = None
-    try:
-        with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: chosen}):
-            try:
-                server.start(timeout=chosen)
-            except RuntimeError as exc:
-                raise PrefectApiUnavailable(_timeout_message(chosen, exc)) from exc
-            finally:
-                if server.server_process is not None:  # also when it timed out: it may still be starting
-                    watchdog = _watch(server.server_process.pid)
-            with temporary_settings({PREFECT_API_URL: server.api_url}):
-                yield chosen
-    finally:
-        server.stop()  # Prefect's own stop (terminate, then kill after 5 s); a no-op if never started
-        if watchdog is not None:
-            watchdog.kill()
-            watchdog.wait()
+    server = SubprocessASGIServer()  # Prefect's own per-process instance: its ephemeral client reuses it
+    with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: chosen}):
+        try:
+            server.start(timeout=chosen)
+        except RuntimeError as exc:
+            server.stop()  # it may still be starting
+            raise PrefectApiUnavailable(_timeout_message(chosen, exc)) from exc
+        # Prefect stops the server at interpreter exit (its own atexit hook, registered by start(), so it
+        # runs after the log and event flushes registered later); the watchdog covers a SIGKILL, and
+        # exits by itself once the server is gone
+        if server.server_process is not None:
+            _watch(server.server_process.pid)
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield chosen

@@ -59,13 +59,14 @@ def test_the_temporary_servers_start_up_wait_is_raised_unless_the_user_set_it(fa
     with temporary_settings(restore_defaults={PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS}):
         with api.prefect_api() as wait:
             assert wait == api.STARTUP_TIMEOUT_S and PREFECT_API_URL.value() == "http://127.0.0.1:9/api"
-        assert fake_server.calls == [("start", api.STARTUP_TIMEOUT_S), ("stop", None)]  # stopped on the way out
+        # left running for Prefect's own exit hook (after the last log flush), not stopped on the way out
+        assert fake_server.calls == [("start", api.STARTUP_TIMEOUT_S)]
         assert PREFECT_API_URL.value() is None
         with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 45}), api.prefect_api() as wait:
             assert wait == 45  # the user's own value is kept
         with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:4200/api"}), api.prefect_api() as wait:
             assert wait is None  # a long-running server: nothing is started
-        assert [c for c, _ in fake_server.calls] == ["start", "stop", "start", "stop"]
+        assert [c for c, _ in fake_server.calls] == ["start", "start"]
 
 
 def test_a_server_that_does_not_start_gets_an_error_naming_the_setting(fake_server) -> None:
