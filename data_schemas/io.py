@@ -27,11 +27,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .light import SHARD_DIR, find_runs
 from .manifest import MANIFEST_NAME, Manifest, ShardInfo, load_manifest, utc_now
 from .schemas import ARROW_SCHEMAS, SCHEMA_VERSION
 from .validate import ContractError, conform_table
 
-SHARD_DIR = "shards"
 ROW_GROUP_SIZE = 64_000
 SORT_KEYS = {
     "rationales": ["question_id", "perspective", "teacher", "sample_index"],
@@ -177,26 +177,6 @@ def write_rejects(run_dir: str | Path, rejects: list[dict[str, Any]]) -> Path:
 
 
 # ---------------------------------------------------------------- reading
-def find_runs(root: str | Path, max_depth: int = 3) -> list[Path]:
-    """Run directories at or below ``root`` (folders holding a manifest.json), sorted."""
-    root = Path(root)
-    if not root.exists():
-        raise ContractError(str(root), "no such directory")
-    found: list[Path] = []
-
-    def walk(d: Path, depth: int) -> None:
-        if (d / MANIFEST_NAME).is_file():
-            found.append(d)
-            return
-        if depth >= max_depth:
-            return
-        for child in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            walk(child, depth + 1)
-
-    walk(root, 0)
-    return found
-
-
 def shard_paths(root: str | Path, kind: str | None = "rationales") -> list[Path]:
     """Paths of every finished shard of every run under ``root`` (optionally of one kind)."""
     paths = []

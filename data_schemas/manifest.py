@@ -10,9 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from .schemas import SCHEMA_VERSION
-from .validate import ContractError
-
-MANIFEST_NAME = "manifest.json"
+from .light import MANIFEST_NAME, ContractError
 
 
 def utc_now() -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+from .light import SCHEMA_VERSION
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .light import ContractError
 from .schemas import ARROW_SCHEMAS, SCHEMA_VERSION, SCHEMAS, Column
-
-
-class ContractError(ValueError):
-    """Data that breaks the contract. ``where`` names the file (and line/column/row)."""
-
-    def __init__(self, where: str, reason: str):
-        self.where = where
-        self.reason = reason
-        super().__init__(f"{where}: {reason}" if where else reason)
 
 
 _INT_BOUNDS = {

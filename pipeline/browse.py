@@ -47,13 +47,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from data_schemas import MANIFEST_NAME, RATIONALE_COLUMNS, SCHEMA_VERSION, ContractError, find_runs, load_manifest
-from data_schemas.io import SHARD_DIR
+# the light part of the contract only (no pyarrow, no pydantic: see the note above `Shards`)
+from data_schemas.light import MANIFEST_NAME, SCHEMA_VERSION, SHARD_DIR, ContractError, find_runs, read_manifest_fast
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from rich.console import Console
 
 __all__ = [
@@ -84,6 +84,8 @@ class RunInfo:
 
 def _type_ok(actual: pa.DataType, expected: pa.DataType) -> bool:
     """Whether a file column of type ``actual`` reads losslessly enough as contract type ``expected``."""
+    import pyarrow as pa
+
     if pa.types.is_dictionary(actual):
         actual = actual.value_type
     if pa.types.is_string(expected):
@@ -96,7 +98,10 @@ def _type_ok(actual: pa.DataType, expected: pa.DataType) -> bool:
 
 
 def read_footer(path: Path) -> pq.FileMetaData:
-    """A shard's Parquet footer (schema, row groups and their statistics), read once."""
+    """A shard's Parquet footer (schema, row groups and their statistics), read once (with pyarrow)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         return pq.read_metadata(path)
     except (OSError, pa.ArrowException) as exc:
@@ -108,6 +113,10 @@ def check_shard_schema(path: Path, footer: pq.FileMetaData | None = None) -> Non
 
     ``footer``: the file's :func:`read_footer`, when it has been read already.
     """
+    import pyarrow as pa
+
+    from data_schemas import RATIONALE_COLUMNS
+
     try:
         schema = (footer or read_footer(path)).schema.to_arrow_schema()
     except (OSError, pa.ArrowException) as exc:
@@ -133,6 +142,8 @@ def check_shard_schema(path: Path, footer: pq.FileMetaData | None = None) -> Non
 def question_id_range(footer: pq.FileMetaData) -> tuple[str, str] | None:
     """``(min, max)`` question id of a shard from its row groups' statistics; None when unknown
     (no statistics, or not strings), in which case the shard is never skipped."""
+    import pyarrow as pa
+
     try:
         col = next(j for j in range(footer.num_columns) if footer.schema.column(j).path == "question_id")
         lo = hi = None
@@ -147,6 +158,103 @@ def question_id_range(footer: pq.FileMetaData) -> tuple[str, str] | None:
     return None if lo is None or hi is None else (lo, hi)
 
 
+# Footers are read with DuckDB's parquet_schema / parquet_kv_metadata / parquet_metadata (one
+# query each over every shard), so that show / list / stats import DuckDB but not pyarrow (about
+# 0.35 s of start-up). Only a shard that is plainly valid for DuckDB is accepted here; any other
+# (unreadable, a required column missing or of a doubtful type, a newer schema version) goes
+# through the pyarrow checks above, which give the errors (and the verdict) they always gave.
+_REQUIRED_KINDS: dict[str, str] = {
+    "question_id": "string", "question": "string", "gold_answer": "string", "task": "string",
+    "perspective": "string", "teacher": "string", "sample_index": "integer", "rationale": "string",
+    "predicted_answer": "string", "is_correct": "boolean", "finish_reason": "string", "num_tokens": "integer",
+    "seed": "integer", "run_id": "string", "schema_version": "integer",
+}  # fmt: skip
+"""The required rationale columns (``data_schemas.RATIONALE_COLUMNS``) and the kind of type each
+must have (checked against the contract by the tests)."""
+_INT_ANNOTATIONS = {None, "INT_8", "INT_16", "INT_32", "INT_64", "UINT_8", "UINT_16", "UINT_32", "UINT_64"}
+
+
+@dataclass(frozen=True)
+class _Footer:
+    id_range: tuple[str, str] | None  # see question_id_range
+    judged: bool  # has the judge columns
+
+
+def _parquet_kind(physical: str | None, converted: str | None, logical: str | None) -> str | None:
+    """``string`` / ``integer`` / ``boolean`` for a plain Parquet leaf column of that kind, else None."""
+    if physical == "BYTE_ARRAY" and (converted == "UTF8" or (logical or "").startswith("StringType")):
+        return "string"
+    if physical in ("INT32", "INT64") and converted in _INT_ANNOTATIONS and (logical is None or "IntType" in logical):
+        return "integer"
+    if physical == "BOOLEAN" and converted is None and logical is None:
+        return "boolean"
+    return None
+
+
+def _top_level(rows: list[tuple[Any, ...]]) -> dict[str, str | None]:
+    """Top-level column name -> kind, from one file's parquet_schema rows (depth-first order:
+    ``(name, physical, converted, logical, num_children)``, the root first); nested -> None."""
+    out: dict[str, str | None] = {}
+    i = 1
+    while i < len(rows):
+        name, physical, converted, logical, children = rows[i]
+        out[name] = None if children else _parquet_kind(physical, converted, logical)
+        skip = children or 0  # skip the whole subtree of a nested column
+        i += 1
+        while skip:
+            skip += (rows[i][4] or 0) - 1
+            i += 1
+    return out
+
+
+def _read_footers(con: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> dict[str, _Footer]:
+    """The footers of ``files`` that are plainly valid, read with DuckDB; the others are left out
+    (every file, when DuckDB cannot read one of them)."""
+    if not files:
+        return {}
+    listing = "[" + ", ".join(_sql_str(str(p)) for p in files) + "]"
+    try:
+        schema_rows = con.execute(
+            "SELECT file_name, name, type, converted_type, logical_type, num_children "
+            f"FROM parquet_schema({listing})"
+        ).fetchall()
+        versions = dict(
+            con.execute(
+                "SELECT file_name, decode(value) FROM parquet_kv_metadata(" + listing + ") "
+                "WHERE decode(key) = 'mind.schema_version'"
+            ).fetchall()
+        )
+        stats = con.execute(
+            "SELECT file_name, stats_min_value, stats_max_value FROM parquet_metadata(" + listing + ") "
+            "WHERE path_in_schema = 'question_id'"
+        ).fetchall()
+    except (duckdb.Error, UnicodeDecodeError):
+        return {}
+    by_file: dict[str, list[tuple[Any, ...]]] = {}
+    for file_name, *row in schema_rows:
+        by_file.setdefault(file_name, []).append(tuple(row))
+    ranges: dict[str, list[tuple[Any, Any]]] = {}
+    for file_name, lo, hi in stats:
+        ranges.setdefault(file_name, []).append((lo, hi))
+    out: dict[str, _Footer] = {}
+    for path in map(str, files):
+        columns = _top_level(by_file.get(path, []))
+        if any(columns.get(name) != kind for name, kind in _REQUIRED_KINDS.items()):
+            continue
+        try:
+            version = int(versions.get(path, SCHEMA_VERSION))
+        except ValueError:
+            version = SCHEMA_VERSION
+        if version > SCHEMA_VERSION:
+            continue
+        groups = ranges.get(path, [])
+        id_range = None
+        if groups and all(isinstance(lo, str) and isinstance(hi, str) for lo, hi in groups):
+            id_range = (min(lo for lo, _ in groups), max(hi for _, hi in groups))
+        out[path] = _Footer(id_range, JUDGE_COLUMN in columns)
+    return out
+
+
 class Shards:
     """The finished rationale shards under ``root`` (optionally of one run), queried with DuckDB."""
 
@@ -157,7 +265,7 @@ class Shards:
         runs: list[RunInfo] = []
         other: list[str] = []
         for run_dir in find_runs(self.root):
-            manifest = load_manifest(run_dir)
+            manifest = read_manifest_fast(run_dir)
             if manifest.kind != "rationales":
                 continue
             other.append(manifest.run_id)
@@ -183,13 +291,17 @@ class Shards:
         # whether the shard has the judge columns (shards older than the judge do not)
         self._id_ranges: list[tuple[str, str] | None] = []
         self._judged: set[Path] = set()
-        for path in self.files:
-            footer = read_footer(path)
-            check_shard_schema(path, footer)
-            self._id_ranges.append(question_id_range(footer))
-            if JUDGE_COLUMN in footer.schema.names:
-                self._judged.add(path)
         self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(":memory:")
+        fast = _read_footers(self._con, self.files)
+        for path in self.files:
+            info = fast.get(str(path))
+            if info is None:  # not plainly valid (or unreadable) for DuckDB: pyarrow decides, as before
+                footer = read_footer(path)
+                check_shard_schema(path, footer)
+                info = _Footer(question_id_range(footer), JUDGE_COLUMN in footer.schema.names)
+            self._id_ranges.append(info.id_range)
+            if info.judged:
+                self._judged.add(path)
         self._source = self._scan(self.files)
 
     def has_judge_in(self, files: Sequence[Path]) -> bool:
@@ -956,6 +1068,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
 
+def _arrow_errors() -> tuple[type[Exception], ...]:
+    """pyarrow's exception base, when pyarrow was imported (only then can its errors arise)."""
+    pa = sys.modules.get("pyarrow")
+    return (pa.ArrowException,) if pa is not None else ()
+
+
 def _write_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
@@ -1004,7 +1122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ContractError as exc:
         print(_one_line(str(exc), 1000), file=sys.stderr)
         return 2
-    except (OSError, pa.ArrowException, duckdb.Error) as exc:
+    except (OSError, duckdb.Error, *_arrow_errors()) as exc:
         if isinstance(exc, BrokenPipeError):
             # the reader went away (e.g. `| head`): stop quietly
             devnull = os.open(os.devnull, os.O_WRONLY)

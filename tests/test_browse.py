@@ -389,3 +389,59 @@ def test_missing_column_and_damaged_pages(
     shard.write_bytes(bytes(damaged))
     err = _fails([str(root), "list", "--limit", "0"], capsys)
     assert err.startswith(f"{shard}: cannot read shard data"), err
+
+
+def test_show_list_stats_import_neither_pyarrow_nor_pydantic(runs: Path) -> None:
+    """The terminal commands' start-up (issue 16): show / list / stats run on DuckDB alone; the
+    footers are read without pyarrow and the manifests without pydantic (checked in a fresh
+    interpreter, where nothing else has imported them)."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from pipeline.browse import main\n"
+        "for argv in (['stats'], ['show', 'q-1'], ['list', '--incorrect'], ['stats', '--json']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        assert main([sys.argv[1], *argv]) == 0, argv\n"
+        "heavy = ('pyarrow', 'pydantic', 'prefect', 'pandas', 'data_schemas.io', 'data_schemas.manifest')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(runs)], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_fast_footer_check_matches_the_contract() -> None:
+    """The DuckDB footer check's required columns are the contract's, with the same kinds of type."""
+    from data_schemas import RATIONALE_COLUMNS
+
+    kinds = {}
+    for col in RATIONALE_COLUMNS:
+        if col.required:
+            t = col.type
+            kinds[col.name] = "string" if pa.types.is_string(t) else "integer" if pa.types.is_integer(t) else (
+                "boolean" if pa.types.is_boolean(t) else str(t)
+            )
+    assert browse._REQUIRED_KINDS == kinds
+
+
+def test_footer_check_falls_back_to_pyarrow(runs: Path, tmp_path: Path) -> None:
+    """A shard DuckDB cannot vouch for (a required column stored as a date) gets pyarrow's verdict and
+    error, as before; valid shards are read identically by both paths (ranges, judge columns)."""
+    sh = browse.Shards(runs)
+    try:
+        fast = browse._read_footers(sh._con, sh.files)
+        assert set(fast) == {str(p) for p in sh.files}
+        for path in sh.files:
+            footer = browse.read_footer(path)
+            assert fast[str(path)].id_range == browse.question_id_range(footer)
+            assert fast[str(path)].judged == (browse.JUDGE_COLUMN in footer.schema.names)
+    finally:
+        sh.close()
+    shard = sorted((runs / "a" / "shards").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    i = table.schema.get_field_index("seed")
+    pq.write_table(table.set_column(i, "seed", pa.array([0] * table.num_rows, pa.date32())), shard)
+    with pytest.raises(browse.ContractError, match="column 'seed' has type date32"):
+        browse.Shards(runs)

@@ -275,3 +275,55 @@ def test_find_runs_and_kinds(tmp_path):
         ds.read_rationales(tmp_path / "a" / "questions")
     with pytest.raises(ds.ContractError, match="no such directory"):
         ds.find_runs(tmp_path / "missing")
+
+
+def test_light_import_and_fast_manifest_reader(tmp_path):
+    """``data_schemas`` imports pyarrow / pydantic only on first use of what needs them, and
+    ``read_manifest_fast`` agrees with ``load_manifest`` (its errors included)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, data_schemas, data_schemas.light\n"
+        "assert not [m for m in ('pyarrow', 'pydantic') if m in sys.modules]\n"
+        "from data_schemas import RunWriter, ContractError, load_manifest\n"
+        "assert 'pyarrow' in sys.modules and 'pydantic' in sys.modules\n"
+        "assert data_schemas.validate.ContractError is ContractError is data_schemas.light.ContractError\n"
+        "assert data_schemas.io.find_runs is data_schemas.find_runs\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    from data_schemas.light import read_manifest_fast
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shard = {"name": "s-0", "rows": 3, "sha256": "ab", "bytes": 10}
+    cases = [
+        {"run_id": "r", "complete": True, "shards": [shard, {**shard, "name": "s-1", "rows": 4}]},
+        {"run_id": "r"},  # defaults
+        {"run_id": "r", "kind": "questions", "shards": [{**shard, "rows": "5"}]},  # coerced by pydantic
+        {"run_id": "r", "shards": [{**shard, "rows": "many"}]},  # refused
+        {"run_id": 3},
+        {"run_id": "r", "schema_version": 99},
+        ["not", "a", "manifest"],
+    ]
+    for raw in cases:
+        (run / "manifest.json").write_text(json.dumps(raw))
+        try:
+            m = ds.load_manifest(run)
+        except ds.ContractError as exc:
+            with pytest.raises(ds.ContractError) as got:
+                read_manifest_fast(run)
+            assert str(got.value) == str(exc)
+            continue
+        v = read_manifest_fast(run)
+        assert (v.run_id, v.kind, v.schema_version, v.complete, v.rows) == (
+            m.run_id, m.kind, m.schema_version, m.complete, m.rows
+        )
+        assert [(s.name, s.rows) for s in v.shards] == [(s.name, s.rows) for s in m.shards]
+    (run / "manifest.json").write_text("{not json")
+    with pytest.raises(ds.ContractError, match="invalid JSON"):
+        read_manifest_fast(run)
+    (run / "manifest.json").unlink()
+    with pytest.raises(ds.ContractError, match="no manifest"):
+        read_manifest_fast(run)
