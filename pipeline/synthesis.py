@@ -9,11 +9,18 @@ completion, optionally ask a judge model (``pipeline.judge``: the rows the rule 
 unjudged, or every row), and write the rows atomically as ``shards/<name>.parquet`` of the run
 directory ``OUT/<run_id>/``. A shard listed in the run's manifest is finished (judgements included)
 and never recomputed.
+
+Every row's ``metadata`` carries its question's source fields (:func:`question_fields`: the
+scalar fields of the question row's ``metadata``, e.g. MATH500's ``level`` and ``subject``, and
+its ``difficulty``) under the key ``"question"``, beside row-level keys such as ``error`` and
+``judge_error``: ``{"question": {"level": 5, "subject": "Algebra", ...}}``. ``pipeline.select
+--difficulty field:NAME`` reads them from there.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -289,6 +296,28 @@ def _teacher_lock(teacher: TeacherBackend) -> threading.Lock | None:
         return _LOCKS.setdefault(id(teacher), threading.Lock())
 
 
+def question_fields(question: dict[str, Any]) -> dict[str, Any]:
+    """The question's source fields that its rationale rows carry (``metadata["question"]``).
+
+    The scalar values (str, int, finite float, bool; not null) of the question row's ``metadata`` JSON
+    object, plus its ``difficulty`` column (unless the metadata has a ``difficulty`` of its own).
+    Lists and objects (the synthetic world's ``steps``) stay in the source. ``{}`` when none.
+    """
+    raw = question.get("metadata")
+    try:
+        meta = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+    except (ValueError, TypeError):
+        meta = {}
+    if not isinstance(meta, dict):
+        meta = {}
+    fields = {
+        k: v for k, v in meta.items() if isinstance(v, str | int | bool) or (isinstance(v, float) and math.isfinite(v))
+    }
+    if question.get("difficulty") is not None:
+        fields.setdefault("difficulty", question["difficulty"])
+    return fields
+
+
 def build_requests(
     cfg: SynthesisConfig, spec: TeacherSpec, questions: list[dict[str, Any]], perspectives: list[Perspective | str]
 ) -> list[GenerationRequest]:
@@ -337,16 +366,22 @@ def run_shard(
         if len(completions) != len(requests):
             raise RuntimeError(f"teacher {spec.teacher_name} returned {len(completions)} completions for {len(requests)}")
         t = time.perf_counter()
+        carried: dict[str, dict[str, Any]] = {}  # metadata of the question's rows, and as JSON (once)
+        carried_json: dict[str, str | None] = {}
         for req, comp in zip(requests, completions, strict=True):
             q = req.question
+            if req.question_id not in carried:
+                fields = question_fields(q)
+                carried[req.question_id] = {"question": fields} if fields else {}
+                carried_json[req.question_id] = json.dumps(carried[req.question_id]) if fields else None
             key = f"{req.perspective}\t{req.teacher}"
             stats = result.groups.get(key) or result.groups.setdefault(key, GroupStats())
             stats.rows += 1
-            meta = None
+            meta = carried_json[req.question_id]
             if comp.finish_reason == "error":
                 predicted, correct = None, None
                 stats.errors += 1
-                meta = json.dumps({"error": comp.error or "unknown error"})
+                meta = json.dumps({**carried[req.question_id], "error": comp.error or "unknown error"})
             else:
                 predicted, correct = verify(comp.text, q["gold_answer"], q["task"])
             stats.correct += correct is True

@@ -292,7 +292,7 @@ def test_unjudged_mode_fills_in_for_the_rule(scripted: ScriptedJudge, tmp_path: 
             assert (r["judge_verdict"], r["judge_reply"], r["is_correct"]) == (None, "I would rather not say.", None)
         else:  # the request failed
             assert (r["judge_verdict"], r["judge_reply"], r["is_correct"]) == (None, None, None)
-            assert json.loads(r["metadata"]) == {"judge_error": "HTTP 503: overloaded"}
+            assert json.loads(r["metadata"])["judge_error"] == "HTTP 503: overloaded"
     assert len(scripted.seen) == 6 and scripted.calls == 2  # one judge call per shard, only unjudged rows
     (g,) = merge_groups(results).values()
     assert (g.rows, g.judged, g.judge_correct, g.judge_incorrect, g.judge_unparseable, g.judge_errors) == (18, 6, 0, 2, 2, 2)

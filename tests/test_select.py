@@ -87,7 +87,7 @@ def test_target_keeps_the_hardest_first(difficulty) -> None:
     assert sel.counts == {
         "available_hard": 7, "available_easy": 13, "excluded": 0,
         "selected_hard": 7, "selected_easy": 3, "selected": 10,
-        "failures": {"0": 3, "1": 3, "2": 2, "3": 1, "4": 1},
+        "failures": {"0": 3, "1": 3, "2": 2, "3": 1, "4": 1}, "difficulty": "failures",
     }  # fmt: skip
     # more than there are: everything
     assert set(select_hard_first(difficulty, target=100).question_ids) == set(FAILURES)

@@ -15,6 +15,7 @@ from data_schemas import load_manifest, read_rationales
 from flows import select as select_flow
 from pipeline.select import question_difficulty, select_hard_first
 from tests.test_select import FAILURES, _make_run
+from tests.test_select_field import math_run  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -69,3 +70,30 @@ def test_cli_and_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert not (tmp_path / "o").exists()
     with pytest.raises(ValueError, match="easy_fraction"):
         select_flow.run(src, tmp_path / "o", easy_fraction=1.5)
+
+
+def test_flow_passes_the_difficulty_field_through(math_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``difficulty="field:level"`` reaches the task: selection by MATH level, its counts in the artifact rows."""
+    run_dir, levels = math_run
+    hard = {q for q, v in levels.items() if v >= 4}
+    state = select_flow.select(run=str(run_dir), out=str(tmp_path / "sel"), easy_fraction=0.0,
+                               difficulty="field:level", hard_threshold=4, return_state=True)  # fmt: skip
+    assert state.is_completed()
+    report = state.result()
+    assert set(report["question_ids"]) == hard and report["args"]["difficulty"] == "field:level"
+    difficulty = question_difficulty(run_dir, "level")
+    expected = select_hard_first(difficulty, easy_fraction=0.0, hard_threshold=4, field="level")
+    assert report["counts"] == expected.counts
+    rows = {r["bucket"]: r["selected"] for r in select_flow.counts_table(report["counts"])}
+    assert sum(n for b, n in rows.items() if b.startswith("level=")) == len(hard) == rows["hard"]
+
+    # the CLI passes --difficulty; bad ones are refused before Prefect starts
+    out = tmp_path / "cli"
+    args = [str(run_dir), "--out", str(out), "--difficulty", "field:level", "--hard-threshold", "5", "--target", "2"]
+    assert select_flow.main(args) == 0
+    assert json.loads((out / "selection.json").read_text())["args"]["difficulty"] == "field:level"
+    assert select_flow.main([*args[:3], "--difficulty", "field:level", "--target", "2"]) == 2
+    assert "--hard-threshold) is required" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--difficulty"):
+        select_flow.run(run_dir, tmp_path / "o", target=2, difficulty="lvl")
+    assert not (tmp_path / "o").exists()

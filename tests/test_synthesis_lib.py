@@ -281,7 +281,13 @@ def test_run_shard_writes_contract_rows(synthetic_run) -> None:
     assert all(r["temperature"] == pytest.approx(cfg.sampling.temperature) for r in rows)
     assert all(r["prompt_hash"] is None for r in rows)  # the synthetic set has no prompts
     assert all(r["rationale"].strip() and r["num_tokens"] > 0 for r in rows)
-    assert all(r["metadata"] is None for r in rows)
+    # metadata: the question's scalar source fields (pipeline.synthesis.question_fields), not its steps
+    questions = {q["question_id"]: q for _, qs in iter_question_shards(cfg) for q in qs}
+    for r in rows:
+        carried = json.loads(r["metadata"])["question"]
+        q = questions[r["question_id"]]
+        assert carried["difficulty"] == q["difficulty"] and carried["index"] == json.loads(q["metadata"])["index"]
+        assert "steps" not in carried and "step_templates" not in carried
 
 
 def test_run_shard_seeds_are_derived_and_distinct(synthetic_run) -> None:
@@ -362,7 +368,8 @@ def test_run_shard_error_completions(tmp_path: Path) -> None:
         assert r["rationale"] == ""
         meta = json.loads(r["metadata"])
         assert "no synthetic steps" in meta["error"]
-    assert all(r["finish_reason"] == "stop" and r["metadata"] is None for r in good)
+        assert meta["question"] == {"kind": "chain", "difficulty": questions[1]["difficulty"]}
+    assert all(r["finish_reason"] == "stop" and set(json.loads(r["metadata"])) == {"question"} for r in good)
     groups = merge_groups([result])
     assert {k: g.errors for k, g in groups.items()} == {("stepwise", TEACHER_NAME): 2, ("equation", TEACHER_NAME): 2}
     assert {k: g.unjudged for k, g in groups.items()} == {("stepwise", TEACHER_NAME): 2, ("equation", TEACHER_NAME): 2}
