@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,6 +30,7 @@ from distill.formatting import PLAIN_TEMPLATE
 from distill.suites import load_suite_questions, plan_suite, run_suite, suite_summary, suite_table
 from pipeline.teachers.base import Completion, GenerationRequest, TeacherBackend
 from pipeline.verify import task_kind
+from tests.openai_fake import FakeOpenAIServer
 from tests.test_sources import _gpqa_csv
 from tests.test_vllm_backend import FakeCompletionOutput, FakeLLM, FakeRequestOutput, FakeSamplingParams, FakeTokenizer
 
@@ -314,57 +313,32 @@ def test_cli_vllm_sampling_seeds_and_missing_vllm(tiny_lm_dirs, shared_data, tmp
 
 
 # ---------------------------------------------------------------- openai:URL (real loopback server)
-class GoldServer:
+class GoldServer(FakeOpenAIServer):
     """An OpenAI-compatible server on 127.0.0.1 answering each question's gold; records bodies."""
 
     def __init__(self, golds: dict[str, str]) -> None:
+        super().__init__()
         self.golds = golds
         self.bodies: list[tuple[str, dict[str, Any]]] = []
-        self.lock = threading.Lock()
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                chat = self.path == "/v1/chat/completions"
-                if not chat and self.path != "/v1/completions":
-                    return self.reply(404, {"error": {"message": f"no route {self.path}"}})
-                with server.lock:
-                    server.bodies.append((self.path, body))
-                text = body["messages"][-1]["content"] if chat else body["prompt"]
-                gold = next(g for q, g in server.golds.items() if q in text)
-                answer = f"So the answer is {gold}."
-                choice = {"index": 0, "finish_reason": "stop"}
-                choice.update({"message": {"role": "assistant", "content": answer}} if chat else {"text": answer})
-                self.reply(200, {"id": "x", "choices": [choice], "usage": {"completion_tokens": 6}})
-
-            def reply(self, status: int, obj: dict[str, Any]) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+    def respond(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        chat = path == "/v1/chat/completions"
+        if not chat and path != "/v1/completions":
+            return self.not_found(path)
+        with self.lock:
+            self.bodies.append((path, body))
+        text = body["messages"][-1]["content"] if chat else body["prompt"]
+        gold = next(g for q, g in self.golds.items() if q in text)
+        answer = f"So the answer is {gold}."
+        choice = {"index": 0, "finish_reason": "stop"}
+        choice.update({"message": {"role": "assistant", "content": answer}} if chat else {"text": answer})
+        return 200, {"id": "x", "choices": [choice], "usage": {"completion_tokens": 6}}
 
 
 @pytest.fixture()
 def gold_server(shared_data: Path) -> Iterator[GoldServer]:
-    server = GoldServer(golds_of(shared_data, 2))
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with GoldServer(golds_of(shared_data, 2)) as server:
+        yield server
 
 
 @pytest.mark.parametrize("style", ["plain", "chat", "auto-tokenizer"])

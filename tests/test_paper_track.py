@@ -32,16 +32,16 @@ import dataclasses
 import json
 import re
 import shlex
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
+from tests.openai_fake import FakeOpenAIServer
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -212,50 +212,28 @@ def test_doc_commands_parse(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # ---------------------------------------------------------------- stand-ins for the real models
-class ScriptedJudgeServer:
+class ScriptedJudgeServer(FakeOpenAIServer):
     """An OpenAI-compatible chat-completions server on 127.0.0.1 answering judge prompts: the
     first ``i`` CoTs it sees of the ``i``-th question (``questions``, in order) are incorrect, the
     rest correct. Order-independent counts: the ``i``-th question fails exactly ``min(i, 8)`` CoTs."""
 
     def __init__(self, questions: list[str]) -> None:
+        super().__init__()
         self.questions = questions
         self.seen: Counter[int] = Counter()
-        self.lock = threading.Lock()
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                if self.path != "/v1/chat/completions":
-                    return self.reply(404, {"error": {"message": f"no route {self.path}"}})
-                prompt = body["messages"][-1]["content"]
-                index = next(i for i, q in enumerate(server.questions) if f"Question:\n{q.strip()}\n" in prompt)
-                with server.lock:
-                    k = server.seen[index]
-                    server.seen[index] += 1
-                verdict = "incorrect" if k < index else "correct"
-                choice = {"index": 0, "finish_reason": "stop",
-                          "message": {"role": "assistant", "content": f"Verdict: {verdict}"}}  # fmt: skip
-                self.reply(200, {"id": "j", "choices": [choice], "usage": {"completion_tokens": 3}})
-
-            def reply(self, status: int, obj: dict[str, Any]) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+    def respond(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if path != "/v1/chat/completions":
+            return self.not_found(path)
+        prompt = body["messages"][-1]["content"]
+        index = next(i for i, q in enumerate(self.questions) if f"Question:\n{q.strip()}\n" in prompt)
+        with self.lock:
+            k = self.seen[index]
+            self.seen[index] += 1
+        verdict = "incorrect" if k < index else "correct"
+        choice = {"index": 0, "finish_reason": "stop",
+                  "message": {"role": "assistant", "content": f"Verdict: {verdict}"}}  # fmt: skip
+        return 200, {"id": "j", "choices": [choice], "usage": {"completion_tokens": 3}}
 
 
 @pytest.fixture()
@@ -264,11 +242,8 @@ def judge_server(shared_data: Path) -> Iterator[ScriptedJudgeServer]:
 
     source = load_questions("gsm8k", shared_data / "gsm8k" / "train.jsonl")
     questions = [q["question"] for _, q in zip(range(POOL), source, strict=False)]
-    server = ScriptedJudgeServer(questions)
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with ScriptedJudgeServer(questions) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
