@@ -22,6 +22,11 @@ Arguments are checked before Prefect starts (:func:`run`); a selection already w
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # the CLI: Prefect's server starts now, on another core, while the imports below run
+    from flows.prefect_api import start_early
+
+    start_early()
+
 import sys
 from collections.abc import Sequence
 from pathlib import Path

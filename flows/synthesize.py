@@ -21,6 +21,11 @@ artifact (also in the summary and in the manifest's ``stats.judge``).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # the CLI: Prefect's server starts now, on another core, while the imports below run
+    from flows.prefect_api import start_early
+
+    start_early()
+
 import argparse
 import sys
 import time

@@ -46,10 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import duckdb
-
 # the light part of the contract only (no pyarrow, no pydantic: see the note above `Shards`)
 from data_schemas.light import MANIFEST_NAME, SCHEMA_VERSION, SHARD_DIR, ContractError, find_runs, read_manifest_fast
+from pipeline.duckdb_engine import duckdb
 
 if TYPE_CHECKING:
     import pyarrow as pa

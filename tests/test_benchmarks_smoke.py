@@ -1,4 +1,4 @@
-"""The browse, evaluate and trainer benchmarks' core functions at a tiny size: they run and give their keys.
+"""The browse, evaluate, trainer and start-up benchmarks' core functions at a tiny size: they run and give their keys.
 
 No timing is asserted (the numbers of a tiny run on a shared machine mean nothing); the full
 benchmarks are ``python -m benchmarks.browse``, ``python -m benchmarks.evaluate`` and
@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks import browse as browse_bench
 from benchmarks import evaluate as evaluate_bench
+from benchmarks import startup as startup_bench
 from benchmarks import trainer as trainer_bench
 
 
@@ -41,6 +42,23 @@ def test_browse_benchmark_tiny(tmp_path: Path) -> None:
     flow = browse_bench.ensure_flow_layout(tmp_path, size["data"])
     assert flow["rows"] == size["data"]["rows"] and flow["shards"] == 3 and flow["rows_per_shard_max"] == 1200
     assert browse_bench.ensure_run(tmp_path, 250)["cached"] is True
+
+
+@pytest.mark.slow  # a long-running Prefect server and three synthesis processes (about a minute)
+def test_startup_benchmark_tiny(tmp_path: Path) -> None:
+    spec = {"browse_questions": 20, "synth_questions": (2,)}
+    steps: list[str] = []
+    results = startup_bench.run_benchmark(
+        {"this": startup_bench.REPO_ROOT}, spec, rounds=1, tmp=tmp_path, step=steps.append, cache=tmp_path / "browse"
+    )
+    this = results["by_tree"]["this"]
+    for mode in ("embedded", "server"):
+        run = this[f"synthesize_24_{mode}"]
+        assert 0 < run["first_shard_s"] <= run["wall_s"] and 0 <= run["flow_s"] < run["wall_s"], run
+    assert this["first_run_204"]["wall_s"] > 0
+    headline = startup_bench.headline_of(results)
+    assert {"show", "list", "stats", "synthesize_24_server_wall_s"} <= set(headline) and "before_over_after" not in headline
+    assert any("server" in s for s in steps)
 
 
 def test_evaluate_benchmark_tiny(tiny_lm_dirs: dict[str, Path]) -> None:

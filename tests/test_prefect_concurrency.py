@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,59 +26,93 @@ CONTENT = [*KEY, "rationale", "predicted_answer", "is_correct", "num_tokens", "f
 
 
 # ---------------------------------------------------------------- the start-up wait and its error
-class FakeServer:
-    """Stands in for Prefect's SubprocessASGIServer: records the wait it is started with."""
-
-    calls: list[tuple[str, object]] = []
-
-    def __init__(self) -> None:
-        self.server_process = None
-        self.api_url = "http://127.0.0.1:9/api"
-
-    def start(self, timeout: int) -> None:
-        FakeServer.calls.append(("start", timeout))
-        if timeout == 1:
-            raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
-
-    def stop(self) -> None:
-        FakeServer.calls.append(("stop", None))
+# stand-ins for `prefect server start`, run as the server command: standard library only
+HEALTHY = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/api/health" else 404)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+SILENT = "import sys, time; print('still migrating', file=sys.stderr, flush=True); time.sleep(120)"
+CRASHING = "import sys; sys.exit('Port {port} is already in use.')"
 
 
 @pytest.fixture
-def fake_server(monkeypatch):
-    import prefect.server.api.server as prefect_server
+def own_server(monkeypatch):
+    """This process's temporary server, started afresh by the test with a stand-in command."""
+    from prefect.settings import PREFECT_API_URL
 
-    monkeypatch.setattr(prefect_server, "SubprocessASGIServer", FakeServer)
     monkeypatch.delenv(api.SETTING, raising=False)
-    FakeServer.calls = []
-    return FakeServer
+    monkeypatch.delenv(PREFECT_API_URL.name, raising=False)
+    monkeypatch.setattr(api, "_server", None)
+    made: list[api.TemporaryServer] = []
+
+    def use(script: str) -> None:
+        def command(port: int) -> list[str]:
+            return [sys.executable, "-c", script.replace("{port}", str(port)), str(port)]
+
+        made.append(api._own_server(command))
+
+    yield use
+    for server in made:
+        server.stop()
 
 
-def test_the_temporary_servers_start_up_wait_is_raised_unless_the_user_set_it(fake_server) -> None:
+def test_the_start_up_wait_is_raised_unless_the_user_set_it(own_server, monkeypatch) -> None:
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 
+    own_server(HEALTHY)
+    waits: list[float] = []
+    real_wait = api.TemporaryServer.wait_ready
+    monkeypatch.setattr(api.TemporaryServer, "wait_ready", lambda self, t: (waits.append(t), real_wait(self, t))[1])
     with temporary_settings(restore_defaults={PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS}):
         with api.prefect_api() as wait:
-            assert wait == api.STARTUP_TIMEOUT_S and PREFECT_API_URL.value() == "http://127.0.0.1:9/api"
-        # left running for Prefect's own exit hook (after the last log flush), not stopped on the way out
-        assert fake_server.calls == [("start", api.STARTUP_TIMEOUT_S)]
+            assert wait == api.STARTUP_TIMEOUT_S
+            assert PREFECT_API_URL.value() == api._server.api_url
+            with urllib.request.urlopen(f"{PREFECT_API_URL.value()}/health", timeout=5) as reply:
+                assert reply.status == 200
         assert PREFECT_API_URL.value() is None
+        first = api._server.process.pid
         with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 45}), api.prefect_api() as wait:
             assert wait == 45  # the user's own value is kept
+        assert api._server.process.pid == first  # one server per process, reused by every block
         with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:4200/api"}), api.prefect_api() as wait:
             assert wait is None  # a long-running server: nothing is started
-        assert [c for c, _ in fake_server.calls] == ["start", "start"]
+    assert waits == [api.STARTUP_TIMEOUT_S, 45]
 
 
-def test_a_server_that_does_not_start_gets_an_error_naming_the_setting(fake_server) -> None:
+def test_a_server_that_does_not_answer_gets_an_error_naming_the_setting(own_server) -> None:
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 
-    with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 1}, restore_defaults={PREFECT_API_URL}):
+    own_server(SILENT)
+    with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 2}, restore_defaults={PREFECT_API_URL}):
         with pytest.raises(api.PrefectApiUnavailable) as info, api.prefect_api():
             pytest.fail("the block must not run without a server")
     text = str(info.value)
     assert api.SETTING in text and "PREFECT_API_URL" in text and "prefect server start" in text and "resume" in text
-    assert fake_server.calls == [("start", 1), ("stop", None)]  # a half-started server is stopped too
+    assert "still migrating" in text  # the server's own last words
+    assert api._server.process.poll() is not None  # the half-started server is stopped
+
+
+def test_a_server_that_keeps_exiting_is_tried_on_new_ports_then_reported(own_server) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    own_server(CRASHING)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        with pytest.raises(api.PrefectApiUnavailable) as info, api.prefect_api():
+            pytest.fail("the block must not run without a server")
+    text = str(info.value)
+    assert f"exited with code 1 {api.PORT_ATTEMPTS} times" in text and "already in use" in text, text
+
+
+def test_the_server_command_is_prefects_own_cli() -> None:
+    cmd = api.server_command(4321)
+    assert cmd[1:5] == ["-m", "prefect", "server", "start"] and cmd[cmd.index("--port") + 1] == "4321"
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and "--no-ui" in cmd
 
 
 # ---------------------------------------------------------------- real runs, each with its own temporary server
