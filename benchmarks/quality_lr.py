@@ -8,8 +8,13 @@ own run definitions: each run is a tuning run of ``benchmarks.quality`` (same ke
 resumable; seed 0's runs are the benchmark's own tuning runs and are reused).
 
     python -m benchmarks.quality_lr --pairs mind:7.5e-4,mind:3e-3,all:7.5e-4,all:3e-3 --seeds 0,1,2
+    python -m benchmarks.quality_lr --pairs mind:3e-3+lr_schedule_after_meta_warmup=true --seeds 0,1,2 \
+        --results quality_lr_schedule
 
-Writes ``benchmarks/results/quality_lr.json`` (every run, and mean ± std per pair) and prints a table.
+A pair may carry further ``distill.train`` settings (``+FIELD=VALUE``), e.g. to test a hypothesis
+about why a strategy does worse at some rate.
+
+Writes ``benchmarks/results/quality_lr.json`` (or ``--results NAME``) (every run, and mean ± std per pair) and prints a table.
 """
 
 from __future__ import annotations
@@ -19,34 +24,52 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from benchmarks._common import REPO_ROOT, make_progress, write_results
 from benchmarks.quality import DEFAULT_CONFIG, build_student, load_config, make_run, run_all
 from benchmarks.quality_data import prepare_regimes
 
 
-def parse_pairs(text: str) -> list[tuple[str, float]]:
-    """``"mind:7.5e-4,all:3e-3"`` -> [("mind", 0.00075), ("all", 0.003)]."""
+def parse_pairs(text: str) -> list[tuple[str, float, dict[str, Any]]]:
+    """``"mind:7.5e-4,all:3e-3+warmup_steps=40"`` -> [("mind", 0.00075, {}), ("all", 0.003, {"warmup_steps": 40})]:
+    a strategy, its learning rate and any further ``distill.train`` settings (``+FIELD=VALUE``, YAML values)."""
     pairs = []
     for item in filter(None, (t.strip() for t in text.split(","))):
-        strategy, sep, lr = item.partition(":")
+        head, *extra = item.split("+")
+        strategy, sep, lr = head.partition(":")
         try:
-            pairs.append((strategy, float(lr)))
+            rate = float(lr)
         except ValueError:
-            raise SystemExit(f"--pairs: {item!r} is not STRATEGY:LEARNING_RATE") from None
+            raise SystemExit(f"--pairs: {item!r} is not STRATEGY:LEARNING_RATE[+FIELD=VALUE...]") from None
         if not sep or not strategy:
-            raise SystemExit(f"--pairs: {item!r} is not STRATEGY:LEARNING_RATE")
+            raise SystemExit(f"--pairs: {item!r} is not STRATEGY:LEARNING_RATE[+FIELD=VALUE...]")
+        settings: dict[str, Any] = {}
+        for setting in extra:
+            field, eq, value = setting.partition("=")
+            if not eq or not field:
+                raise SystemExit(f"--pairs: {setting!r} in {item!r} is not FIELD=VALUE")
+            settings[field] = yaml.safe_load(value)
+        pairs.append((strategy, rate, settings))
     return pairs
 
 
-def summarise(records: list[dict[str, Any]], pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
-    """Per pair: validation accuracy per seed, its mean and std, and the trained tokens."""
+def label(strategy: str, lr: float, settings: dict[str, Any]) -> str:
+    return f"{strategy}:{lr:g}" + "".join(f"+{k}={v}" for k, v in settings.items())
+
+
+def summarise(records: list[dict[str, Any]], pairs: list[tuple[str, float, dict[str, Any]]],
+              labels: dict[str, str]) -> list[dict[str, Any]]:  # fmt: skip
+    """Per pair: validation accuracy per seed, its mean and std, and the trained tokens (``labels``:
+    each run's key -> the label of the pair it was made for)."""
     rows = []
-    for strategy, lr in pairs:
-        mine = sorted((r for r in records if r["strategy"] == strategy and r["config"]["learning_rate"] == lr),
-                      key=lambda r: r["seed"])  # fmt: skip
+    for strategy, lr, settings in pairs:
+        name = label(strategy, lr, settings)
+        mine = sorted((r for r in records if labels.get(r["key"]) == name), key=lambda r: r["seed"])
         vals = [r["validation"] for r in mine]
         rows.append({
-            "strategy": strategy, "learning_rate": lr, "seeds": [r["seed"] for r in mine], "validation": vals,
+            "strategy": strategy, "learning_rate": lr, "settings": settings, "label": name,
+            "seeds": [r["seed"] for r in mine], "validation": vals,
             "mean": statistics.fmean(vals) if vals else None,
             "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
             "trained_tokens": statistics.fmean(r["trained_tokens"] for r in mine) if mine else None,
@@ -59,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="the quality benchmark's YAML")
     parser.add_argument("--work", default=str(REPO_ROOT / "runs" / "quality"), help="its work folder")
     parser.add_argument("--regime", default="paper", help="regime (default paper)")
-    parser.add_argument("--pairs", required=True, help="STRATEGY:LR,... e.g. mind:7.5e-4,all:3e-3")
+    parser.add_argument("--pairs", required=True,
+                        help="STRATEGY:LR[+FIELD=VALUE...],... e.g. mind:7.5e-4,all:3e-3,mind:3e-3+meta_warmup_steps=0")
     parser.add_argument("--seeds", default="0,1,2", help="seeds (default 0,1,2)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (default 2)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--results", default="quality_lr", help="results name: benchmarks/results/NAME.json")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     if args.regime not in cfg["regimes"]:
@@ -74,14 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     with progress:
         regime = prepare_regimes(cfg, work)[args.regime]
         student = build_student(cfg)
-        runs = [make_run(cfg, regime, student, "tune", s, seed, {"learning_rate": lr}).place(work)
-                for s, lr in pairs for seed in seeds]  # fmt: skip
+        runs, labels = [], {}
+        for s, lr, extra in pairs:
+            for seed in seeds:
+                runs.append(make_run(cfg, regime, student, "tune", s, seed, {"learning_rate": lr, **extra}).place(work))
+                labels[runs[-1].key] = label(s, lr, extra)
         records = run_all(runs, args.jobs, progress, "learning-rate check", device=args.device)
-    rows = summarise(records, pairs)
+    rows = summarise(records, pairs, labels)
     for r in rows:
         vals = ", ".join(f"{v:.1%}" for v in r["validation"])
-        print(f"{r['strategy']:>12} lr {r['learning_rate']:<8g} validation {r['mean']:.1%} ± {r['std']:.1%} ({vals})")
-    write_results("quality_lr", {"regime": args.regime, "pairs": rows,
+        print(f"{r['label']:>40} validation {r['mean']:.1%} ± {r['std']:.1%} ({vals})")
+    write_results(args.results, {"regime": args.regime, "pairs": rows,
                                  "runs": [{k: v for k, v in r.items() if k not in ("history", "curve")} for r in records]})  # fmt: skip
     return 0
 

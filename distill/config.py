@@ -117,6 +117,12 @@ class MindConfig(SFTConfig):
         metadata={"help": "the student during warm-up: 'frozen' (not updated) or 'uniform' (trained on every candidate, equal weights)",
                   "choices": WARMUP_STUDENT},
     )
+    lr_schedule_after_meta_warmup: bool = field(
+        default=False,
+        metadata={"help": "with a frozen student during the MetaNet warm-up: start the student's learning-rate schedule "
+                  "(--warmup_steps, then the decay over the remaining steps) at its first update, with a learning rate "
+                  "of 0 before; by default the schedule starts at step 0 and the frozen steps use up its warm-up"},
+    )
 
     history_every: int = field(
         default=10, metadata={"help": "optimizer steps averaged into one entry of mind_summary.json's history"}
@@ -149,6 +155,10 @@ class MindConfig(SFTConfig):
                 raise ValueError(f"--{flag} must be {want}, got {getattr(self, flag)!r}")
         if self.meta_encoder and self.strategy != "mind":
             raise ValueError(f"--meta_encoder is only used by --strategy mind (got --strategy {self.strategy})")
+        if self.lr_schedule_after_meta_warmup and self.strategy != "mind":
+            raise ValueError(
+                f"--lr_schedule_after_meta_warmup is only used by --strategy mind (got --strategy {self.strategy})"
+            )
         if not self.answer_template and (self.consistency_weight > 0 and self.strategy in ("mind", "instant", "mcc_kd")):
             raise ValueError("--consistency_weight > 0 needs an answer span: set --answer_template (or --consistency_weight 0)")
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:

@@ -35,7 +35,9 @@ from typing import Any
 import torch
 from accelerate.utils import gather_object
 from datasets import Dataset
+from torch.optim.lr_scheduler import LambdaLR
 from transformers import TrainerCallback
+from transformers.optimization import get_scheduler
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTTrainer
 
@@ -156,6 +158,36 @@ class MindTrainer(SFTTrainer):
         self.mind = MindState(args, views, store.num_candidates, sum(p.numel() for p in lm.parameters()))
         self._pending: list[dict[str, Any]] = []
         self._pending_records: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------ the student's learning-rate schedule
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """The usual schedule, or with ``--lr_schedule_after_meta_warmup`` the same schedule shifted to
+        start at the student's first update (learning rate 0 while the student is frozen)."""
+        offset = self.strategy.frozen_steps if self.args.lr_schedule_after_meta_warmup else 0
+        if offset == 0 or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        if offset >= num_training_steps:
+            raise ValueError(
+                f"--lr_schedule_after_meta_warmup: the MetaNet warm-up (--meta_warmup_steps {offset}) leaves no "
+                f"student step of {num_training_steps}"
+            )
+        optimizer = self.optimizer if optimizer is None else optimizer
+        inner = get_scheduler(
+            self.args.lr_scheduler_type, optimizer=optimizer,
+            num_warmup_steps=self.args.get_warmup_steps(num_training_steps - offset),
+            num_training_steps=num_training_steps - offset, scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+        )  # fmt: skip
+        if not isinstance(inner, LambdaLR):
+            raise ValueError(
+                f"--lr_schedule_after_meta_warmup needs a step-indexed schedule; --lr_scheduler_type "
+                f"{self.args.lr_scheduler_type} is not one"
+            )
+        for group, base in zip(optimizer.param_groups, inner.base_lrs, strict=True):
+            group["lr"] = base  # undo the inner schedule's first step; the shifted one takes its place
+        shifted = [lambda step, f=f: 0.0 if step < offset else f(step - offset) for f in inner.lr_lambdas]
+        self.lr_scheduler = LambdaLR(optimizer, shifted)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     # ------------------------------------------------------------ loss scaling across GA and ranks
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:

@@ -215,12 +215,20 @@ def test_busy_wall_time_is_the_union_of_run_intervals():
 def test_learning_rate_check_pairs_and_summary():
     from benchmarks import quality_lr
 
-    assert quality_lr.parse_pairs("mind:7.5e-4, all:3e-3") == [("mind", 7.5e-4), ("all", 3e-3)]
+    assert quality_lr.parse_pairs("mind:7.5e-4, all:3e-3") == [("mind", 7.5e-4, {}), ("all", 3e-3, {})]
+    assert quality_lr.parse_pairs("mind:3e-3+lr_schedule_after_meta_warmup=true+warmup_steps=40") == [
+        ("mind", 3e-3, {"lr_schedule_after_meta_warmup": True, "warmup_steps": 40})
+    ]
     for bad in ("mind", "mind:fast", ":1e-3"):
         with pytest.raises(SystemExit, match="STRATEGY:LEARNING_RATE"):
             quality_lr.parse_pairs(bad)
-    records = [{"strategy": "mind", "seed": s, "validation": v, "trained_tokens": 10, "config": {"learning_rate": 3e-3}}
-               for s, v in ((1, 0.5), (0, 0.3))]  # fmt: skip
-    (row, empty) = quality_lr.summarise(records, [("mind", 3e-3), ("all", 3e-3)])
+    with pytest.raises(SystemExit, match="is not FIELD=VALUE"):
+        quality_lr.parse_pairs("mind:3e-3+warmup_steps")
+    records = [{"key": f"k{s}", "strategy": "mind", "seed": s, "validation": v, "trained_tokens": 10}
+               for s, v in ((1, 0.5), (0, 0.3), (2, 0.9))]  # fmt: skip
+    labels = {"k1": "mind:0.003", "k0": "mind:0.003", "k2": "mind:0.003+warmup_steps=40"}
+    pairs = [("mind", 3e-3, {}), ("all", 3e-3, {}), ("mind", 3e-3, {"warmup_steps": 40})]
+    (row, empty, other) = quality_lr.summarise(records, pairs, labels)
     assert row["seeds"] == [0, 1] and row["validation"] == [0.3, 0.5] and row["mean"] == pytest.approx(0.4)
     assert row["std"] == pytest.approx(0.1414, abs=1e-3) and empty["mean"] is None and empty["seeds"] == []
+    assert other["validation"] == [0.9] and other["label"] == "mind:0.003+warmup_steps=40"

@@ -228,6 +228,43 @@ def test_frozen_warmup_leaves_the_student_unchanged_while_the_metanet_learns(tra
     assert c["forward_tokens"] > 0 and c["backward_tokens"] > 0  # warm-up scoring is forward-only
 
 
+@pytest.mark.parametrize("scheduler", ["linear", "cosine"])
+def test_the_lr_schedule_can_start_when_the_frozen_warm_up_ends(trainer_assets, tmp_path, scheduler):
+    """--lr_schedule_after_meta_warmup: learning rate 0 while the student is frozen, then the schedule
+    of the remaining steps (its own warm-up first) from the student's first update on."""
+    from transformers.optimization import get_scheduler
+
+    kw = dict(strategy="mind", max_steps=7, meta_warmup_steps=3, meta_accumulation_steps=1, learning_rate=1e-3,
+              lr_scheduler_type=scheduler, warmup_steps=2)  # fmt: skip
+    lrs: dict[str, list[float]] = {}
+    for shifted in (False, True):
+        trainer = make_trainer(trainer_assets, tmp_path / str(shifted), lr_schedule_after_meta_warmup=shifted, **kw)
+        seen: list[float] = []
+
+        class Probe(TrainerCallback):
+            def on_step_begin(self, args, state, control, optimizer=None, **_):
+                seen.append(optimizer.param_groups[0]["lr"])
+
+        trainer.add_callback(Probe())
+        before = _params(trainer)
+        trainer.train()
+        assert any(not torch.equal(_params(trainer)[n], p) for n, p in before.items())
+        lrs[str(shifted)] = seen
+    def reference(steps: int) -> list[float]:  # the schedule on its own, over ``steps`` steps
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        sched = get_scheduler(scheduler, optimizer=opt, num_warmup_steps=2, num_training_steps=steps)
+        out = []
+        for _ in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    assert lrs["True"] == pytest.approx([0.0, 0.0, 0.0, *reference(4)])  # warm-up from the first student step
+    # by default the frozen steps use up the warm-up: the first student update runs past it (step 3 of 7)
+    assert lrs["False"] == pytest.approx(reference(7)) and lrs["False"][3] > lrs["True"][3]
+
+
 def test_uniform_warmup_trains_on_every_candidate_with_equal_weights(trainer_assets, tmp_path):
     trainer = make_trainer(trainer_assets, tmp_path, strategy="mind", max_steps=2, meta_warmup_steps=2, meta_warmup_student="uniform")
     before = _params(trainer)
@@ -417,6 +454,8 @@ def test_bad_flags_fail_before_training_naming_the_flag(flag, value):
 def test_flags_that_only_one_strategy_reads_are_refused_elsewhere():
     with pytest.raises(ValueError, match="--meta_encoder is only used by --strategy mind"):
         mind_config("unused", strategy="all", meta_encoder="/models/encoder")
+    with pytest.raises(ValueError, match="--lr_schedule_after_meta_warmup is only used by --strategy mind"):
+        mind_config("unused", strategy="all", lr_schedule_after_meta_warmup=True)
     with pytest.raises(ValueError, match="--consistency_weight > 0 needs an answer span"):
         mind_config("unused", strategy="mind", answer_template="")
     assert mind_config("unused", strategy="all", answer_template="").answer_template == ""

@@ -86,6 +86,11 @@ class Strategy:
         """Whether the student is left unchanged in optimizer step ``step`` (0-based)."""
         return False
 
+    @property
+    def frozen_steps(self) -> int:
+        """How many first optimizer steps leave the student unchanged (``student_frozen``)."""
+        return 0
+
     def end_of_step(self, records: list[dict[str, Any]], step: int) -> dict[str, float]:
         """Once per optimizer step with every micro-batch's and rank's records; returns metrics."""
         return {}

@@ -72,6 +72,10 @@ class Mind(Strategy):
     def student_frozen(self, step: int) -> bool:
         return self.in_warmup(step) and self.args.meta_warmup_student == "frozen"
 
+    @property
+    def frozen_steps(self) -> int:  # type: ignore[override]
+        return self.args.meta_warmup_steps if self.args.meta_warmup_student == "frozen" else 0
+
     def features(self, batch: StepBatch, stats) -> torch.Tensor:
         if stats.ready:
             lhat, seen = stats.candidate_loss(batch.uids, batch.views)
