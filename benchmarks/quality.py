@@ -17,7 +17,8 @@ in the YAML config; ``--quick`` shrinks them for a smoke run):
    (:mod:`pipeline.select`: every question the teacher failed in some view first, ~500 in all).
 2. **Student**: the embedded default for that world (stage-0 pretrained on the retention skill,
    cached under ``runs/students``): every run starts from the same weights.
-3. **Tuning** (validation only, never test), per regime: every headline strategy at each learning
+3. **Tuning** (validation only, never test), per regime: every headline strategy (and headline
+   variant: a strategy with fixed settings listed under ``strategies``) at each learning
    rate of ``tuning.learning_rate`` (a best rate at the grid's edge also tries one factor of 2
    beyond it, ``tuning.extend_edges`` times at most); then MIND's method settings (``tuning.mind``,
    each tried alone at MIND's best rate). Tuning runs evaluate the validation split only.
@@ -300,8 +301,7 @@ def tune(cfg: dict[str, Any], regimes: dict[str, Regime], student: Path, work: P
     tuning = cfg["tuning"]
     seed = tuning.get("seed", 0)
     lrs = tuning.get("learning_rate") or []
-    variants = cfg.get("variants", {})
-    tuned = [s for s in strategies if s not in variants]
+    tuned = list(strategies)  # headline variants too: their fixed settings may want another rate
     chosen: dict[str, dict[str, dict[str, Any]]] = {r: {s: {} for s in strategies} for r in regimes}
     searched: list[dict[str, Any]] = []
 

@@ -160,6 +160,9 @@ def build_report(cfg: dict[str, Any], regimes: dict[str, Any], final: list[dict[
         summary[name] = summarise(mine, strategies + [a for a in ablations if a not in strategies])
         evals = {(r["strategy"], r["seed"]): folders[r["key"]] / "out" / "eval" for r in mine if r["key"] in folders}
         comparison[name] = {"target": TARGET, "vs": compare_to(TARGET, evals, (*SPLITS, "validation"))} if evals else {}
+        if evals:  # a headline variant (a strategy with fixed settings) gets its own paired table
+            headline_variants = [s for s in strategies if s in cfg.get("variants", {})]
+            comparison[name]["variants"] = {v: compare_to(v, evals, (*SPLITS, "validation")) for v in headline_variants}
         curves[name] = flop_curves(mine, folders, strategies, splits)
         dynamics[name] = mind_dynamics(mine)
         devices[name] = dict(Counter(r.get("device", "cpu") for r in mine))  # records before --device said "cpu"
@@ -309,9 +312,12 @@ def _regime_section(name: str, results: dict[str, Any], images: list[Path]) -> l
         flops = f"{e['flops']:.3g}" if e.get("flops") else "–"
         lines.append(f"| {s}{tag} | {len(e['seeds'])} | {' | '.join(_pct(e[sp]) for sp in (*SPLITS, 'validation'))} "
                      f"| {tok} | {flops} |")
-    vs = (results["comparison"].get(name) or {}).get("vs") or {}
-    if vs:
-        lines += ["", "MIND minus each other strategy, paired (percentage points; 95% interval from a bootstrap over "
+    comparison = results["comparison"].get(name) or {}
+    tables = {"MIND": comparison.get("vs") or {}, **{f"`{v}`": t for v, t in (comparison.get("variants") or {}).items()}}
+    for who, vs in tables.items():
+        if not vs:
+            continue
+        lines += ["", f"{who} minus each other strategy, paired (percentage points; 95% interval from a bootstrap over "
                   "seeds, then questions; seeds both have):", "",
                   "| vs | seeds | " + " | ".join((*SPLITS, "validation")) + " |", "|---" * (len(SPLITS) + 3) + "|"]  # fmt: skip
         for other, per_split in vs.items():
