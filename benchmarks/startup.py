@@ -38,16 +38,15 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from benchmarks._common import QUIET_ENV, REPO_ROOT, machine_info, make_progress, median, publish
+from flows.prefect_api import TemporaryServer
 
 SUMMARY = re.compile(r"rationales in ([0-9.]+)s")
 BROWSE_CACHE = REPO_ROOT / "runs" / "bench" / "browse"  # benchmarks.browse's runs, shared
@@ -95,32 +94,6 @@ def timed_command(tree: Path, args: list[str], env: dict[str, str]) -> float:
     return wall
 
 
-class LongRunningServer:
-    """One ``prefect server start`` for the ``server`` mode, stopped at the end."""
-
-    def __init__(self, home: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/api"
-        cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
-               "--no-ui", "--analytics-off"]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, env=_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
-                    return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("prefect server start did not come up") from None
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-
 def run_benchmark(
     trees: dict[str, Path], spec: dict[str, Any], rounds: int, tmp: Path, step: Any, cache: Path = BROWSE_CACHE
 ) -> dict[str, Any]:
@@ -142,7 +115,9 @@ def run_benchmark(
         step(f"first run ever ({name})")
         first_run[name] = timed_synthesis(tree, tmp / "out", 17, _env(homes[name]))
         timed_command(tree, browse_cmds["show"], _env(homes[name]))
-    server = LongRunningServer(tmp / "home-server")
+    # the `server` mode's long-running server: the same `prefect server start` a CLI runs for itself
+    server = TemporaryServer(env=_env(tmp / "home-server"))
+    server.wait_ready(300)
     try:
         times: dict[str, dict[str, list[dict[str, float] | float]]] = {name: {} for name in trees}
         for r in range(rounds):
@@ -155,7 +130,7 @@ def run_benchmark(
                 for mode in ("embedded", "server"):
                     for name in order:
                         step(f"round {r + 1}/{rounds}: synthesize {q} questions, {mode} ({name})")
-                        env = _env(homes[name], server.url if mode == "server" else None)
+                        env = _env(homes[name], server.api_url if mode == "server" else None)
                         res = timed_synthesis(trees[name], tmp / "out", q, env)
                         times[name].setdefault(f"synthesize_{q * 12}_{mode}", []).append(res)
     finally:

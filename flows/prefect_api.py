@@ -103,8 +103,9 @@ def server_command(port: int) -> list[str]:
 class TemporaryServer:
     """A Prefect server that lives as long as this process (see the module docstring)."""
 
-    def __init__(self, command=server_command) -> None:
+    def __init__(self, command=server_command, env: dict[str, str] | None = None) -> None:
         self._command = command
+        self._env = env  # None: this process's environment
         self.process: subprocess.Popen | None = None
         self.api_url = ""
         self._log: IO[bytes] | None = None
@@ -119,7 +120,7 @@ class TemporaryServer:
         self.api_url = f"http://127.0.0.1:{port}/api"
         self._log = tempfile.TemporaryFile()  # its last words, for an error message
         self.process = subprocess.Popen(
-            self._command(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log
+            self._command(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log, env=self._env
         )
         self._spawns += 1
         self._watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(self.process.pid)],
