@@ -25,7 +25,8 @@ in the YAML config; ``--quick`` shrinks them for a smoke run):
 4. **Runs**, regime by regime (tuning, then the runs), seed-major within a regime (after round
    k every strategy has k seeds): the headline strategies (``seeds``), each also evaluated along the shared FLOP grid (``curve``: accuracy
    on ``curve.questions`` questions of ``curve.splits`` whenever its training FLOPs reach a grid
-   point); MIND's ablations (``ablations``) in their regimes with MIND's tuned settings. Every run
+   point); the ablations (``ablations``) in their regimes with their base's tuned settings (MIND's,
+   or a headline variant's for a variant with ``base:``, e.g. the ablations of the fixed MIND). Every run
    ends with greedy evaluation on ``train.eval_questions`` questions of ``test``, ``ood_steps``,
    ``ood_template`` and ``retention``.
 5. **Report** (:mod:`benchmarks.quality_report`): ``benchmarks/results/quality.json``, one record
@@ -88,8 +89,15 @@ def load_config(path: str | Path, quick: bool = False) -> dict[str, Any]:
     cfg.setdefault("ablations", {"variants": [], "regimes": [], "seeds": []})
     cfg.setdefault("curve", {})
     for name, spec in cfg["variants"].items():
-        if not isinstance(spec, dict) or spec.get("strategy") not in STRATEGIES:
-            raise SystemExit(f"error: {path}: variants.{name}: needs 'strategy' (one of {', '.join(STRATEGIES)})")
+        if not isinstance(spec, dict) or ("strategy" in spec) == ("base" in spec):
+            raise SystemExit(f"error: {path}: variants.{name}: needs 'strategy' (one of {', '.join(STRATEGIES)}) "
+                             "or 'base' (another variant), not both")
+        if "strategy" in spec and spec["strategy"] not in STRATEGIES:
+            raise SystemExit(f"error: {path}: variants.{name}.strategy: {spec['strategy']!r} is not one of {', '.join(STRATEGIES)}")
+        try:
+            variant_settings(cfg, name)
+        except ValueError as exc:
+            raise SystemExit(f"error: {path}: variants.{name}: {exc}") from None
     known = set(STRATEGIES) | set(cfg["variants"])
     if unknown := set(cfg["strategies"]) - known:
         raise SystemExit(f"error: {path}: strategies: unknown {sorted(unknown)}; choose from {', '.join(sorted(known))}")
@@ -138,6 +146,35 @@ def flop_grid(curve: dict[str, Any]) -> list[float]:
     return [float(f"{start * ratio**k:.4g}") for k in range(int(curve["points"]))]
 
 
+def variant_settings(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """A variant's fixed settings with ``strategy`` resolved (an empty dict for a plain strategy): a
+    variant built on another (``base: <variant or strategy>``) takes the base's settings, then its own."""
+    variants = cfg.get("variants", {})
+    chain: list[str] = []
+    while name in variants:
+        if name in chain:
+            raise ValueError(f"'base' goes round in a circle: {' -> '.join([*chain, name])}")
+        chain.append(name)
+        if "base" not in variants[name]:
+            break
+        name = variants[name]["base"]
+    settings: dict[str, Any] = {}
+    if chain and "base" in variants[chain[-1]]:  # the chain ends at a plain strategy
+        if name not in STRATEGIES:
+            raise ValueError(f"base {name!r} is neither a variant nor one of {', '.join(STRATEGIES)}")
+        settings["strategy"] = name
+    for link in reversed(chain):
+        settings.update({k: v for k, v in variants[link].items() if k != "base"})
+    return settings
+
+
+def tuned_entry(cfg: dict[str, Any], name: str) -> str:
+    """Whose tuned settings an ablation variant trains with: its ``base`` (a headline variant),
+    else its strategy (``mind`` for MIND's ablations)."""
+    spec = cfg.get("variants", {}).get(name, {})
+    return spec["base"] if "base" in spec else spec.get("strategy", name)
+
+
 # ====================================================================== runs
 @dataclasses.dataclass
 class Run:
@@ -173,7 +210,7 @@ class Run:
 def make_run(cfg: dict[str, Any], regime: Regime, student: Path, phase: str, strategy: str, seed: int,
              overrides: dict[str, Any] | None = None, grid: list[float] | None = None) -> Run:  # fmt: skip
     """A run of ``strategy`` (or a variant: a strategy + fixed settings, applied last) in ``regime``."""
-    variant = dict(cfg.get("variants", {}).get(strategy, {}))
+    variant = variant_settings(cfg, strategy)
     args = {
         **cfg["train"],
         **regime.train,
@@ -373,8 +410,12 @@ def planned_runs(cfg: dict[str, Any], regimes: dict[str, Regime], student: Path,
             if seed in cfg["seeds"]:
                 runs += [make_run(cfg, regime, student, "final", s, seed, chosen[r].get(s), grid) for s in strategies]
             if seed in ab.get("seeds", []) and r in ab.get("regimes", []):
-                mind = chosen[r].get("mind", {})
-                runs += [make_run(cfg, regime, student, "ablation", v, seed, mind) for v in ab.get("variants", [])]
+                for v in ab.get("variants", []):
+                    base = tuned_entry(cfg, v)
+                    if base not in chosen[r]:
+                        raise SystemExit(f"error: ablation {v!r} trains with {base!r}'s tuned settings, but {base!r} "
+                                         "is not among the headline strategies of this run (--strategies)")
+                    runs.append(make_run(cfg, regime, student, "ablation", v, seed, chosen[r][base]))
     return [run.place(work) for run in runs]
 
 

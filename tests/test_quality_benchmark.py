@@ -171,6 +171,42 @@ def test_quality_variants_map_to_their_strategy(tmp_path):
         quality.load_config(path)
 
 
+def test_variants_built_on_a_base_train_with_the_bases_tuned_settings(tmp_path):
+    """An ablation of a headline variant (``base:``) takes the base's fixed settings, then its own,
+    and trains at the base's tuned rate; MIND's ablations keep MIND's."""
+    path = tmp_path / "q.yaml"
+    cfg = {
+        "world": {}, "synthesis": {}, "train": {"learning_rate": 1e-3}, "seeds": [0],
+        "strategies": ["mind", "fixed"],
+        "variants": {"fixed": {"strategy": "mind", "lr_schedule_after_meta_warmup": True},
+                     "fixed-no-fusion": {"base": "fixed", "fusion": False},
+                     "mind-no-fusion": {"strategy": "mind", "fusion": False}},
+        "ablations": {"variants": ["fixed-no-fusion", "mind-no-fusion"], "regimes": ["paper"], "seeds": [0]},
+        "regimes": {"paper": {}},
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(cfg))
+    loaded = quality.load_config(path)
+    assert quality.variant_settings(loaded, "fixed-no-fusion") == {
+        "strategy": "mind", "lr_schedule_after_meta_warmup": True, "fusion": False}
+    assert quality.tuned_entry(loaded, "fixed-no-fusion") == "fixed" and quality.tuned_entry(loaded, "mind-no-fusion") == "mind"
+    regimes = {"paper": Regime("paper", tmp_path / "data", tmp_path / "val", {"max_steps": 5})}
+    chosen = {"paper": {"mind": {"learning_rate": 7.5e-4}, "fixed": {"learning_rate": 3e-3}}}
+    runs = quality.planned_runs(loaded, regimes, tmp_path / "student", tmp_path, ["mind", "fixed"], chosen)
+    by_name = {r.strategy: r for r in runs}
+    assert by_name["fixed-no-fusion"].phase == "ablation"
+    assert by_name["fixed-no-fusion"].args["learning_rate"] == 3e-3 and by_name["fixed-no-fusion"].args["fusion"] is False
+    assert by_name["fixed-no-fusion"].args["lr_schedule_after_meta_warmup"] is True
+    assert by_name["mind-no-fusion"].args["learning_rate"] == 7.5e-4
+    assert "lr_schedule_after_meta_warmup" not in by_name["mind-no-fusion"].args
+    with pytest.raises(SystemExit, match="'fixed' is not among the headline"):
+        quality.planned_runs(loaded, regimes, tmp_path / "student", tmp_path, ["mind"], {"paper": {"mind": {}}})
+    for bad, message in (({"base": "fixed", "strategy": "mind"}, "not both"), ({"base": "nope"}, "neither a variant"),
+                         ({"base": "loop"}, "circle")):  # fmt: skip
+        path.write_text(yaml.safe_dump({**cfg, "variants": {**cfg["variants"], "loop": bad}}))
+        with pytest.raises(SystemExit, match=message):
+            quality.load_config(path)
+
+
 def test_device_placement_stays_out_of_the_run_key(tmp_path):
     """--device decides where a run trains (fp32 on both), not what it is: the key and the record's
     config ignore it, so runs finished on a GPU machine resume on a CPU one and vice versa."""
