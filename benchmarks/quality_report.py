@@ -66,10 +66,12 @@ def summarise(runs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     return out
 
 
-def flop_curves(runs: list[dict[str, Any]], folders: dict[str, Path], headline: list[str], splits: list[str]) -> dict[str, Any]:
+def flop_curves(runs: list[dict[str, Any]], folders: dict[str, Path], headline: list[str], splits: list[str],
+                variants: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
     """Accuracy along the shared FLOP grid: per strategy and grid point, mean and std over seeds;
-    the points every headline strategy reached in every finished seed (``shared``); and MIND's
-    paired differences at the largest shared point (from the points' saved predictions)."""
+    the points every headline strategy reached in every finished seed (``shared``); MIND's paired
+    differences at the largest shared point (from the points' saved predictions); and MIND's (and
+    each headline ``variants`` entry's) at the largest point it and each other strategy reached."""
     curves = [r for r in runs if r["phase"] == "final" and r.get("curve")]
     if not curves:
         return {}
@@ -95,26 +97,35 @@ def flop_curves(runs: list[dict[str, Any]], folders: dict[str, Path], headline: 
         out["paired_at"] = shared[-1]
         out["vs"] = _paired_at(curves, folders, shared[-1], list(per), splits)
         # each baseline also at the largest point it and MIND both reached in every seed: the
-        # comparison is not capped by the cheapest strategy's budget
-        out["pairwise"] = {}
-        for other in per:
-            both = [g for g in points if all(any(p["grid_flops"] == g for p in r["curve"])
-                                             for r in curves if r["strategy"] in (TARGET, other))]  # fmt: skip
-            if other != TARGET and both:
-                vs = _paired_at(curves, folders, both[-1], [TARGET, other], splits).get(other)
-                if vs:
-                    out["pairwise"][other] = {"flops": both[-1], "vs": vs}
+        # comparison is not capped by the cheapest strategy's budget; the same for each headline variant
+        out["pairwise"] = _pairwise(curves, folders, points, list(per), TARGET, splits)
+    if shared:
+        out["variants_pairwise"] = {v: _pairwise(curves, folders, points, list(per), v, splits) for v in variants if v in per}
+    return out
+
+
+def _pairwise(curves: list[dict[str, Any]], folders: dict[str, Path], points: list[float], names: list[str],
+              target: str, splits: list[str]) -> dict[str, Any]:  # fmt: skip
+    """``target`` minus each other strategy at the largest grid point both reached in every seed."""
+    out = {}
+    for other in names:
+        both = [g for g in points if all(any(p["grid_flops"] == g for p in r["curve"])
+                                         for r in curves if r["strategy"] in (target, other))]  # fmt: skip
+        if other != target and both:
+            vs = _paired_at(curves, folders, both[-1], [target, other], splits, target).get(other)
+            if vs:
+                out[other] = {"flops": both[-1], "vs": vs}
     return out
 
 
 def _paired_at(curves: list[dict[str, Any]], folders: dict[str, Path], g: float, strategies: list[str],
-               splits: list[str]) -> dict[str, Any]:  # fmt: skip
-    """MIND minus each of ``strategies`` at grid point ``g``, paired over the points' saved predictions."""
+               splits: list[str], target: str = TARGET) -> dict[str, Any]:  # fmt: skip
+    """``target`` (MIND) minus each of ``strategies`` at grid point ``g``, paired over the points' saved predictions."""
     evals = {(r["strategy"], r["seed"]): folders[r["key"]] / "out" / p["predictions"]
              for r in curves if r["key"] in folders and r["strategy"] in strategies
              for p in r["curve"] if p["grid_flops"] == g}  # fmt: skip
     evals = {k: v for k, v in evals.items() if v.is_dir()}
-    return compare_to(TARGET, evals, tuple(splits)) if evals else {}
+    return compare_to(target, evals, tuple(splits)) if evals else {}
 
 
 def _mean_series(per_seed: list[list[dict[str, Any]]], n: int, field: str) -> dict[str, list[float | None]]:
@@ -151,6 +162,7 @@ def build_report(cfg: dict[str, Any], regimes: dict[str, Any], final: list[dict[
     """Everything quality.json reports beyond the raw runs, per regime."""
     ablations = list(cfg.get("ablations", {}).get("variants", []))
     splits = list(cfg.get("curve", {}).get("splits", ["test", "ood_steps"]))
+    variants = tuple(s for s in strategies if s in cfg.get("variants", {}))  # headline variants
     records, summary, comparison, curves, dynamics, devices = [], {}, {}, {}, {}, {}
     for r in final:
         records.append({k: v for k, v in r.items() if k not in ("history", "curve")})
@@ -161,9 +173,8 @@ def build_report(cfg: dict[str, Any], regimes: dict[str, Any], final: list[dict[
         evals = {(r["strategy"], r["seed"]): folders[r["key"]] / "out" / "eval" for r in mine if r["key"] in folders}
         comparison[name] = {"target": TARGET, "vs": compare_to(TARGET, evals, (*SPLITS, "validation"))} if evals else {}
         if evals:  # a headline variant (a strategy with fixed settings) gets its own paired table
-            headline_variants = [s for s in strategies if s in cfg.get("variants", {})]
-            comparison[name]["variants"] = {v: compare_to(v, evals, (*SPLITS, "validation")) for v in headline_variants}
-        curves[name] = flop_curves(mine, folders, strategies, splits)
+            comparison[name]["variants"] = {v: compare_to(v, evals, (*SPLITS, "validation")) for v in variants}
+        curves[name] = flop_curves(mine, folders, strategies, splits, variants)
         dynamics[name] = mind_dynamics(mine)
         devices[name] = dict(Counter(r.get("device", "cpu") for r in mine))  # records before --device said "cpu"
     return {"records": records, "summary": summary, "comparison": comparison, "curves": curves,
@@ -344,11 +355,15 @@ def _regime_section(name: str, results: dict[str, Any], images: list[Path]) -> l
             for other, per_split in curves["vs"].items():
                 lines.append(f"| {other} | " + " | ".join(_diff(per_split.get(sp)) for sp in curves["splits"]) + " |")
             lines.append("")
-        if curves.get("pairwise"):
-            lines += ["MIND minus each other strategy at the largest grid point both reached in every seed "
+        pairwise = {"MIND": curves.get("pairwise") or {},
+                    **{f"`{v}`": t for v, t in (curves.get("variants_pairwise") or {}).items()}}
+        for who, table in pairwise.items():
+            if not table:
+                continue
+            lines += [f"{who} minus each other strategy at the largest grid point both reached in every seed "
                       "(paired; not capped by the cheapest strategy):", "",
                       "| vs | FLOPs | " + " | ".join(curves["splits"]) + " |", "|---" * (len(curves["splits"]) + 2) + "|"]  # fmt: skip
-            for other, e in curves["pairwise"].items():
+            for other, e in table.items():
                 lines.append(f"| {other} | {e['flops']:.3g} | " + " | ".join(_diff(e["vs"].get(sp)) for sp in curves["splits"]) + " |")
             lines.append("")
     dyn = results["mind_dynamics"].get(name) or {}

@@ -268,3 +268,33 @@ def test_learning_rate_check_pairs_and_summary():
     assert row["seeds"] == [0, 1] and row["validation"] == [0.3, 0.5] and row["mean"] == pytest.approx(0.4)
     assert row["std"] == pytest.approx(0.1414, abs=1e-3) and empty["mean"] is None and empty["seeds"] == []
     assert other["validation"] == [0.9] and other["label"] == "mind:0.003+warmup_steps=40"
+
+
+def test_flop_curves_pair_each_headline_variant_at_the_largest_point_both_reached(tmp_path):
+    """A headline variant gets its own equal-FLOP comparison, not capped by MIND's or the cheapest budget."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from benchmarks.quality_report import flop_curves
+
+    reached = {"mind": [1.0, 2.0], "all": [1.0, 2.0, 4.0], "fixed": [1.0, 2.0, 4.0]}
+    correct = {"mind": [True, False, False, False], "all": [True, True, False, False], "fixed": [True] * 4}
+    runs, folders = [], {}
+    for s, points in reached.items():
+        key = f"{s}-0"
+        folders[key] = tmp_path / key
+        curve = []
+        for g in points:
+            pred = folders[key] / "out" / f"curve-{g:g}"
+            pred.mkdir(parents=True)
+            pq.write_table(pa.table({"question_id": ["a", "b", "c", "d"], "sample_index": [0] * 4,
+                                     "is_correct": correct[s]}), pred / "test.parquet")  # fmt: skip
+            curve.append({"grid_flops": g, "step": int(g), "accuracy": {"test": sum(correct[s]) / 4},
+                          "predictions": pred.name})  # fmt: skip
+        runs.append({"key": key, "phase": "final", "strategy": s, "seed": 0, "curve": curve})
+    out = flop_curves(runs, folders, ["mind", "all", "fixed"], ["test"], variants=("fixed",))
+    assert out["shared"] == [1.0, 2.0] and out["paired_at"] == 2.0
+    assert out["pairwise"]["all"]["flops"] == 2.0 and out["pairwise"]["all"]["vs"]["test"]["diff"] == pytest.approx(-0.25)
+    fixed = out["variants_pairwise"]["fixed"]
+    assert fixed["all"]["flops"] == 4.0 and fixed["all"]["vs"]["test"]["diff"] == pytest.approx(0.5)
+    assert fixed["mind"]["flops"] == 2.0 and fixed["mind"]["vs"]["test"]["diff"] == pytest.approx(0.75)
