@@ -210,16 +210,17 @@ def plot_regime(name: str, summary: dict[str, Any], curves: dict[str, Any], dyn:
     paths = []
     names = list(summary)
     if names:
-        fig, ax = plt.subplots(figsize=(10, 4))
+        fig, ax = plt.subplots(figsize=(11, 4.5))
         width = 0.8 / len(names)
+        colors = plt.get_cmap("tab20").colors  # up to 20 entries without a repeated colour
         for i, s in enumerate(names):
             xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(SPLITS))]
-            ax.bar(xs, [summary[s][sp]["mean"] * 100 for sp in SPLITS], width,
+            ax.bar(xs, [summary[s][sp]["mean"] * 100 for sp in SPLITS], width, color=colors[i % len(colors)],
                    yerr=[summary[s][sp]["std"] * 100 for sp in SPLITS], capsize=2, label=s)  # fmt: skip
         ax.set_xticks(range(len(SPLITS)), SPLITS)
         ax.set_ylabel("accuracy (%), mean ± std over seeds")
         ax.set_title(f"Regime {name}: accuracy at equal optimizer steps")
-        ax.legend(ncol=4, fontsize=7)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the bars, not over them
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
         paths.append(out_dir / f"quality-{name}-accuracy.png")
