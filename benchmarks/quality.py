@@ -7,7 +7,8 @@ equal steps and along a shared FLOP grid, with MIND's ablations.
 
 One command, resumable: every finished run leaves ``result.json`` in its own folder (named by a
 hash of everything that changes it) and is never repeated; an interrupted benchmark picks up where
-it stopped, and ``--report-only`` writes the report from the runs finished so far. Steps (settings
+it stopped, and ``--report-only`` writes the report from the runs finished so far. Invocations may
+overlap: a run is locked while it trains, and one that another invocation holds is waited for. Steps (settings
 in the YAML config; ``--quick`` shrinks them for a smoke run):
 
 1. **Data** (:mod:`benchmarks.quality_data`): the config's synthetic world answered by its
@@ -40,13 +41,16 @@ in the YAML config; ``--quick`` shrinks them for a smoke run):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -252,11 +256,38 @@ def device_name(device: str) -> str:
     return f"cuda: {torch.cuda.get_device_name(0)}" if device == "cuda" else "cpu"
 
 
-def execute(run: Run, device: str = "cpu") -> dict[str, Any]:
-    """Train + evaluate in a fresh process (``python -m distill.train --config``) on ``device``; keep its record."""
+@contextlib.contextmanager
+def claimed(run: Run, wait: bool) -> Iterator[bool]:
+    """Hold the run's lock (``<folder>/.lock``; an flock, freed by the kernel if its holder dies) while
+    it trains, so that two benchmark processes never train the same run at once. Yields False
+    (holding nothing) when another process has it and ``wait`` is False."""
+    run.folder.mkdir(parents=True, exist_ok=True)
+    with open(run.folder / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def execute(run: Run, device: str = "cpu", wait: bool = True) -> dict[str, Any] | None:
+    """Train + evaluate in a fresh process (``python -m distill.train --config``) on ``device``; keep its
+    record. None, without training, when another process is training it and ``wait`` is False."""
     if (done := run.done()) is not None:
         return done
-    run.folder.mkdir(parents=True, exist_ok=True)
+    with claimed(run, wait) as mine:
+        if not mine:
+            return None
+        if (done := run.done()) is not None:  # finished by another process while we waited
+            return done
+        return _train(run, device)
+
+
+def _train(run: Run, device: str) -> dict[str, Any]:
     config = run.folder / "train.yaml"
     train = {**run.args, **placement(device), "output_dir": str(run.folder / "out")}
     config.write_text(yaml.safe_dump(train, sort_keys=True))
@@ -298,7 +329,9 @@ def execute(run: Run, device: str = "cpu") -> dict[str, Any]:
         "curve": result.get("curve", []),
         "config": run.args,
     }
-    run.result_file.write_text(json.dumps(record, indent=1))
+    partial = run.result_file.with_suffix(".json.partial")
+    partial.write_text(json.dumps(record, indent=1))
+    partial.replace(run.result_file)  # atomic: another process never reads half a record
     return record
 
 
@@ -316,18 +349,26 @@ def run_all(runs: list[Run], jobs: int, progress: Any, label: str, execute_missi
             progress.advance(task)
         else:
             todo.append(i)
-    if execute_missing and todo:
+    wait = False  # first the runs no other benchmark process is training; then wait for those
+    while execute_missing and todo:
+        busy = []
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {pool.submit(execute, runs[i], device): i for i in todo}
+            futures = {pool.submit(execute, runs[i], device, wait): i for i in todo}
             for fut in as_completed(futures):
                 i = futures[fut]
-                r = results[i] = fut.result()
+                if (r := fut.result()) is None:
+                    busy.append(i)
+                    continue
+                results[i] = r
                 shown = f"test {r['metrics']['test']:.1%}" if "test" in r["metrics"] else "validation only"
                 progress.console.print(
                     f"  {label}: {r['regime']} {r['strategy']} seed {r['seed']}: validation {r['validation']:.1%}, "
                     f"{shown} ({r['wall_seconds']:.0f} s)"
                 )
                 progress.advance(task)
+        if busy:
+            progress.console.print(f"  {label}: {len(busy)} run(s) being trained by another process: waiting for them")
+        todo, wait = sorted(busy), True
     return [r for r in results if r is not None]
 
 

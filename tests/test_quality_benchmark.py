@@ -298,3 +298,45 @@ def test_flop_curves_pair_each_headline_variant_at_the_largest_point_both_reache
     fixed = out["variants_pairwise"]["fixed"]
     assert fixed["all"]["flops"] == 4.0 and fixed["all"]["vs"]["test"]["diff"] == pytest.approx(0.5)
     assert fixed["mind"]["flops"] == 2.0 and fixed["mind"]["vs"]["test"]["diff"] == pytest.approx(0.75)
+
+
+def test_a_run_another_process_trains_is_waited_for_not_trained_twice(tmp_path, monkeypatch):
+    """Two benchmark processes whose plans overlap: a run whose lock another holds is left for later,
+    then waited for; its record is reused and nothing trains it a second time."""
+    import threading
+
+    from benchmarks._common import make_progress
+
+    cfg = {"train": {"learning_rate": 1e-3}, "variants": {}}
+    regime = Regime("paper", tmp_path / "data", tmp_path / "val", {"max_steps": 3})
+    busy, free = (quality.make_run(cfg, regime, tmp_path / "student", "final", s, 0).place(tmp_path) for s in ("all", "mind"))
+    trained = []
+
+    def fake_train(run, device):
+        trained.append(run.strategy)
+        return _record(run)
+
+    def _record(run):
+        record = {"key": run.key, "compute": {}, "regime": run.regime, "strategy": run.strategy, "seed": run.seed,
+                  "validation": 0.5, "metrics": {"test": 0.5}, "wall_seconds": 1.0, "finished_at": 0.0}  # fmt: skip
+        run.result_file.write_text(json.dumps(record))
+        return record
+
+    monkeypatch.setattr(quality, "_train", fake_train)
+    holding, release = threading.Event(), threading.Event()
+
+    def other_process():  # holds the lock on `busy`, then finishes it
+        with quality.claimed(busy, wait=True):
+            holding.set()
+            release.wait(10)
+            _record(busy)
+
+    other = threading.Thread(target=other_process)
+    other.start()
+    holding.wait(10)
+    assert quality.execute(busy, wait=False) is None and not trained  # taken: not trained here
+    threading.Timer(0.5, release.set).start()
+    with make_progress() as progress:
+        records = quality.run_all([busy, free], 2, progress, "test")
+    other.join()
+    assert trained == ["mind"] and {r["strategy"] for r in records} == {"all", "mind"}
