@@ -8,8 +8,8 @@ equal steps and along a shared FLOP grid, with MIND's ablations.
 One command, resumable: every finished run leaves ``result.json`` in its own folder (named by a
 hash of everything that changes it) and is never repeated; an interrupted benchmark picks up where
 it stopped, and ``--report-only`` writes the report from the runs finished so far. Invocations may
-overlap: a run is locked while it trains, and one that another invocation holds is waited for. Steps (settings
-in the YAML config; ``--quick`` shrinks them for a smoke run):
+overlap: a run is locked while it trains, and one that another invocation holds is waited for.
+Steps (settings in the YAML config; ``--quick`` shrinks them for a smoke run):
 
 1. **Data** (:mod:`benchmarks.quality_data`): the config's synthetic world answered by its
    reference teacher under every perspective (the real ``synthesize`` flow); a fixed set of
@@ -49,8 +49,8 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
