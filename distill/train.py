@@ -21,11 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import set_seed
 from trl import TrlParser
 
 from data_schemas import ContractError
 from distill.config import MindConfig, MindScriptArguments
+from distill.cpu_memory import keep_freed_memory
 from distill.curve import CURVE_FILE, FlopCurveCallback, parse_flop_grid, prediction_dir
 from distill.data import CandidateStore, held_out_split, load_questions_with_candidates
 from pipeline.sources import synthetic_world_of
@@ -236,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # our __post_init__ checks and the parser's own
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if script.keep_freed_memory and (args.use_cpu or not torch.cuda.is_available()):
+        keep_freed_memory()  # this process is ours: fewer page faults, 7-13% faster (distill/cpu_memory.py)
     try:
         result = train(script, args)
     except (ContractError, StudentLoadError, TokenizerMismatchError) as exc:
