@@ -18,7 +18,7 @@ MALLINFO2 = GLIBC and tuple(int(p) for p in platform.libc_ver()[1].split(".")[:2
 
 # allocate a 64 MiB tensor (above glibc's largest mmap threshold), free it; glibc's own account
 # (mallinfo2, glibc >= 2.33) of mmapped bytes while it lives and of the heap's growth once it is freed
-_CHURN = """
+_HEAP_ACCOUNT = """
 import ctypes, json, sys, torch
 from distill.cpu_memory import keep_freed_memory
 
@@ -38,15 +38,15 @@ print(json.dumps({"applied": applied, "mmapped_live": mmapped_live, "heap_growth
 MIB = 2**20
 
 
-def _churn(mode: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", _CHURN, mode], capture_output=True, text=True, check=True,
+def _heap_account(mode: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _HEAP_ACCOUNT, mode], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(not MALLINFO2, reason="glibc >= 2.33's malloc only (mallinfo2)")
 def test_keep_freed_memory_keeps_large_blocks_on_the_heap() -> None:
-    kept, returned = _churn("keep"), _churn("default")
+    kept, returned = _heap_account("keep"), _heap_account("default")
     assert kept["applied"] is True and returned["applied"] is False
     # by default the 64 MiB block is mmapped (and unmapped when freed: fresh pages next time) ...
     assert returned["mmapped_live"] >= 64 * MIB and returned["heap_growth"] < 64 * MIB, returned
