@@ -127,6 +127,12 @@ class MindConfig(SFTConfig):
     history_every: int = field(
         default=10, metadata={"help": "optimizer steps averaged into one entry of mind_summary.json's history"}
     )
+    grad_share_every: int = field(
+        default=0,
+        metadata={"help": "every N optimizer steps, measure each view's (and the consistency term's) share of the "
+                  "student's gradient on that step's micro-batches (distill/grad_share.py; one extra backward per "
+                  "view there; logged as mind/grad_share/<view> and in the history); 0: never"},
+    )
 
     def __post_init__(self) -> None:
         checks = [
@@ -148,6 +154,7 @@ class MindConfig(SFTConfig):
             ("mcc_diverse_k", self.mcc_diverse_k >= 2, ">= 2 (MCC-KD trains on a pair)"),
             ("mcc_ngram", self.mcc_ngram >= 1, ">= 1"),
             ("history_every", self.history_every >= 1, ">= 1"),
+            ("grad_share_every", self.grad_share_every >= 0, ">= 0"),
             ("answer_template", not self.answer_template or "{answer}" in self.answer_template, "empty or containing {answer}"),
         ]  # fmt: skip
         for flag, ok, want in checks:

@@ -43,6 +43,7 @@ from trl import SFTTrainer
 
 from distill.config import MindConfig
 from distill.data import CandidateCollator, CandidateStore
+from distill.grad_share import gradient_shares
 from distill.inertia import InertiaStats
 from distill.losses import RowOutputs, answer_consistency, causal_lm, student_forward
 from distill.strategies import Plan, Scored, StepBatch, build_strategy
@@ -277,6 +278,7 @@ class MindTrainer(SFTTrainer):
         dev = inputs["input_ids"].device
         denom = num_items_in_batch if num_items_in_batch is not None else batch.nq
         cons_sum = torch.zeros((), device=dev)
+        share = None
         if frozen:
             loss = torch.zeros((), device=dev)
             nll_kept = scored.ce[keep] if scored is not None else torch.zeros(0, dtype=torch.float64)
@@ -290,20 +292,39 @@ class MindTrainer(SFTTrainer):
                 backward_tokens += int(tokens[keep].sum())
             nll = out.nll[sel]
             alpha = plan.alpha[keep].to(device=dev, dtype=nll.dtype)
-            loss = (alpha * nll).sum()
+            weighted = alpha * nll
+            loss = weighted.sum()
+            cons_term = None
             if plan.consistency != "none" and out.answer_logp is not None:
                 pw = plan.pair_weights if plan.pair_weights is not None else plan.alpha
                 cons_sum = answer_consistency(
                     out.answer_logp[sel], out.answer_mask[sel], batch.groups[keep], pw[keep], plan.consistency
                 )
-                loss = loss + args.consistency_weight * cons_sum
+                cons_term = args.consistency_weight * cons_sum
+                loss = loss + cons_term
+            if self._measures_grad_share(batch.step):
+                share = self._grad_share(model, batch.views[keep], weighted, cons_term)
             loss = loss / torch.as_tensor(denom, device=dev, dtype=loss.dtype)
             if args.average_tokens_across_devices and num_items_in_batch is not None and args.world_size > 1:
                 loss = loss * self.accelerator.num_processes  # DDP averages the gradients over ranks
             self._check_finite(loss)
             nll_kept = nll.detach().cpu().to(torch.float64)
         self._record(batch, plan, scored, nll_kept, float(cons_sum.detach()), inputs, forward_tokens, backward_tokens, frozen)
+        self._pending[-1]["grad_share"] = share
         return (loss, None) if return_outputs else loss
+
+    def _measures_grad_share(self, step: int) -> bool:
+        every = self.args.grad_share_every
+        return every > 0 and step % every == 0 and torch.is_grad_enabled()
+
+    def _grad_share(self, model: Any, kept_views: torch.Tensor, weighted: torch.Tensor,
+                    cons_term: torch.Tensor | None) -> dict[str, float]:  # fmt: skip
+        """Each view's (and the consistency term's) share of this micro-batch's gradient (``grad_share.py``)."""
+        kept_views = kept_views.to(weighted.device)
+        terms = {self.mind.views[v]: weighted[kept_views == v].sum() for v in kept_views.unique().tolist()}
+        if cons_term is not None:
+            terms["consistency"] = cons_term
+        return gradient_shares(terms, [p for p in model.parameters() if p.requires_grad])
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
@@ -348,6 +369,7 @@ class MindTrainer(SFTTrainer):
             m.stats.update(cat["uids"], cat["views"], cat["losses"], step)
         metrics = self.strategy.end_of_step(records, step)
         step_sums = self._tally(pending)
+        self._tally_grad_share([p["grad_share"] for p in pending if p.get("grad_share") is not None])
         questions = max(step_sums["questions"], 1)
         metrics["subset_size"] = step_sums["kept"] / questions
         if any(p["consistency"] for p in pending) or self.args.strategy in CONSISTENT:
@@ -395,6 +417,19 @@ class MindTrainer(SFTTrainer):
                 log[f"mind/score/{name}"].append(score[v] / scored[v])
         return sums
 
+    def _tally_grad_share(self, shares: list[dict[str, float]]) -> None:
+        """The step's measured gradient shares (mean over its micro-batches; a view absent from one has
+        share 0 there) into the logs and the history window."""
+        if not shares:
+            return
+        names = [n for n in (*self.mind.views, "consistency") if any(n in s for s in shares)]
+        w = self.mind.window.setdefault("_grad_share", {"steps": 0, "sums": {}})
+        w["steps"] += 1
+        for name in names:
+            mean = sum(s.get(name, 0.0) for s in shares) / len(shares)
+            self._metrics["train"][f"mind/grad_share/{name}"].append(mean)
+            w["sums"][name] = w["sums"].get(name, 0.0) + mean
+
     def _window_add(self, metrics: dict[str, float], sums: Counter, global_step: int) -> None:
         """Averages over ``history_every`` steps into ``history`` (mind_summary.json, the viewer)."""
         w = self.mind.window.setdefault("_steps", {"n": 0})
@@ -413,6 +448,8 @@ class MindTrainer(SFTTrainer):
         entry["alpha"] = {n: round(d["alpha"] / d["kept"], 6) for n, d in views.items() if d.get("kept")}
         entry["score"] = {n: round(d["score"] / d["scored"], 6) for n, d in views.items() if d.get("scored")}
         entry["L_p"] = {n: round(m.stats.view_loss(v), 6) for v, n in enumerate(m.views) if m.stats.view_slow[v].ready}
+        if (share := m.window.get("_grad_share")) is not None:
+            entry["grad_share"] = {n: round(val / share["steps"], 6) for n, val in share["sums"].items()}
         entry["flops"] = m.flops
         m.history.append(entry)
         m.window = {}

@@ -11,6 +11,7 @@ import torch
 
 from distill.formatting import answer_line_ids, encode_training_example, split_final_line
 from distill.fusion import fuse, fuse_candidates
+from distill.grad_share import gradient_shares
 from distill.losses import answer_consistency, bidirectional_kl, jsd, listnet_kl
 from distill.metanet import MetaNet
 from distill.strategies.mcc_kd import jaccard, most_diverse, ngrams
@@ -225,3 +226,25 @@ def test_answer_line_survives_truncation_and_other_formats(trainer_assets):  # n
     assert tok.decode(ids[start : start + n]).strip() == "-3/4"
     plain = encode_training_example(tok, "q?", "one\nThe answer is 2.", "2", "plain", answer_template=None)
     assert plain.answer_len == 0 and tok.decode(plain.input_ids[plain.prompt_len :], skip_special_tokens=True).endswith("is 2.")
+
+
+def test_gradient_shares_project_each_term_on_the_summed_gradient():
+    """Linear terms <w, u_t> have gradient u_t: shares are <u_t, sum u> / |sum u|^2, add up to 1, a term
+    pulling against the rest is negative, and a term without a gradient path shares 0."""
+    w, b = torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)
+    u = {"a": torch.tensor([1.0, 0.0, 0.0]), "b": torch.tensor([0.0, 2.0, 0.0]), "c": torch.tensor([-0.5, 0.0, 0.0])}
+    terms = {n: (w * v).sum() for n, v in u.items()}
+    terms["bias"] = 3.0 * b.sum()  # gradient only on the second parameter
+    terms["constant"] = torch.tensor(1.0)
+    shares = gradient_shares(terms, [w, b])
+    total_w, total_b = sum(u.values()), torch.full((2,), 3.0)
+    norm = float(total_w.dot(total_w) + total_b.dot(total_b))
+    for n, v in u.items():
+        assert shares[n] == pytest.approx(float(v.dot(total_w)) / norm)
+    assert shares["bias"] == pytest.approx(float(total_b.dot(total_b)) / norm)
+    assert shares["c"] < 0 and shares["constant"] == 0.0
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert terms["a"].grad_fn is not None  # graphs kept for the caller's own backward
+    sum(terms.values()).backward()
+    assert torch.equal(w.grad, total_w)
+    assert gradient_shares({"zero": (w * 0).sum()}, [w]) == {"zero": 0.0}

@@ -439,6 +439,33 @@ def test_shared_and_separate_scoring_train_the_same_student(trainer_assets, tmp_
     assert cb["backward_tokens"] < total and cb["flops"] < ca["flops"]
 
 
+@pytest.mark.parametrize("strategy", ["mind", "all"])
+def test_gradient_share_is_measured_without_changing_training(trainer_assets, tmp_path, strategy):
+    """--grad_share_every: each view's (and the consistency term's) share of the student's gradient on
+    the measured steps, in the logs and the history; the student trains exactly as without it."""
+    kw = dict(strategy=strategy, max_steps=4, gradient_accumulation_steps=2, history_every=2, **MIND_KW)
+    plain = make_trainer(trainer_assets, tmp_path / "plain", **kw)
+    plain.train()
+    measured = make_trainer(trainer_assets, tmp_path / "measured", grad_share_every=2, **kw)
+    spy = _PlanSpy(measured)
+    measured.train()
+    assert _losses(measured) == _losses(plain)
+    for name, p in _params(plain).items():
+        assert torch.equal(_params(measured)[name], p)
+    logs = [h for h in measured.state.log_history if any(k.startswith("mind/grad_share/") for k in h)]
+    frozen = MIND_KW["meta_warmup_steps"] if strategy == "mind" else 0  # no student gradient while frozen
+    assert len(logs) == len([s for s in range(4) if s % 2 == 0 and s >= frozen])
+    history = [e for e in measured.summary()["history"] if "grad_share" in e]
+    assert [e["step"] for e in history] == [s for s in (2, 4) if s > frozen]
+    for e in history:
+        assert sum(e["grad_share"].values()) == pytest.approx(1.0, abs=1e-4)
+        kept = {measured.mind.views[int(v)] for c in spy.calls if c["step"] == e["step"] - 2
+                for v in c["views"][c["keep"]].tolist()}  # fmt: skip
+        assert set(e["grad_share"]) - {"consistency"} == kept
+        assert ("consistency" in e["grad_share"]) == (strategy == "mind")
+    assert "grad_share" not in plain.summary()["history"][-1]
+
+
 # ---------------------------------------------------------------- 6. bad flags
 @pytest.mark.parametrize(
     ("flag", "value"),
