@@ -119,6 +119,25 @@ def test_quality_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
     rewritten = (tmp_path / "docs" / "results.md").read_text()
     assert "MIND wins, or not." in rewritten and latent in rewritten and rewritten.rstrip().endswith(history)
 
+    # the gradient-share diagnostic: MIND re-trained at its tuned settings with the measurement on
+    from benchmarks import gradient_share
+
+    out = tmp_path / "gradient_share.json"
+    gs_argv = ["--config", config, "--work", str(tmp_path / "work"), "--entries", "mind", "--seeds", "0", "--every", "1",
+               "--results", str(out), "--jobs", "1"]  # fmt: skip
+    assert gradient_share.main(gs_argv) == 0
+    gs = json.loads(out.read_text())
+    (unchanged,) = gs["unchanged"]
+    assert unchanged["equal"] is True  # same training as the benchmark's final run of seed 0
+    (run,) = gs["runs"]
+    assert run["config"]["grad_share_every"] == 1 and run["config"]["learning_rate"] == results["tuning"]["chosen"]["paper"]["mind"]["learning_rate"]
+    measured = [e for e in run["history"] if "grad_share" in e]
+    assert measured and all(sum(e["grad_share"].values()) == pytest.approx(1.0, abs=1e-3) for e in measured)
+    views = gs["views"]["mind"]
+    assert set(views) >= set(run["views"]) and all("grad_share" in v for v in views.values())
+    with pytest.raises(SystemExit):
+        gradient_share.main([*gs_argv[:4], "--entries", "golden"])  # not a headline entry of this config
+
 
 def test_report_only_trains_nothing(tmp_path, tiny_lm_dirs):
     """--report-only on a fresh work folder: data prepared, no run executed, an empty report."""
