@@ -146,6 +146,7 @@ def write_trainer_output(
             scalars |= {"consistency": 0.2 - 0.1 * t, "meta_loss": 0.5 - 0.3 * t, "meta_top1": 0.3 + 0.5 * t,
                         "meta_spearman": -0.1 + 0.8 * t}  # fmt: skip
             per_view["score"] = {v: 0.5 * i - t for i, v in enumerate(views)}
+            per_view["grad_share"] = {**{v: 0.99 * share[i] / sum(share) for i, v in enumerate(views)}, "consistency": 0.01}
         return scalars, per_view
 
     log, history = [], []
@@ -378,13 +379,15 @@ TRAIN_TITLES = {  # chart title -> lines in the fake mind run (3 views)
     "Mean weight alpha of a kept candidate per perspective": 3,
     "Mean score per perspective": 3,
     "Inertia-filtered loss L_p per perspective": 3,
+    "Gradient share per perspective": 4,  # + the consistency term
     "MetaNet meta-loss L_meta": 1,
     "MetaNet ranking agreement": 2,
     "Answer-consistency loss": 1,
     "Subset size (kept candidates per question)": 1,
     "Training loss": 1,
 }
-METANET_TITLES = ("Mean score per perspective", "MetaNet meta-loss L_meta", "MetaNet ranking agreement")
+METANET_TITLES = ("Mean score per perspective", "Gradient share per perspective", "MetaNet meta-loss L_meta",
+                  "MetaNet ranking agreement")  # and the gradient share: the fake mind run measured it
 
 
 def _figure(html: str, title: str) -> str | None:
@@ -468,7 +471,7 @@ def test_training_page_variants(tmp_path: Path) -> None:
         for title in METANET_TITLES + ("Answer-consistency loss",):
             assert _figure(html, title) is None, title
         assert re.search(r'id="omitted">Not recorded in this run \(strategy golden\): Mean score per perspective, '
-                         r"MetaNet meta-loss L_meta, MetaNet ranking agreement with the target losses, "
+                         r"Gradient share per perspective, MetaNet meta-loss L_meta, MetaNet ranking agreement with the target losses, "
                          r"Answer-consistency loss\.", html)  # fmt: skip
         for title in set(TRAIN_TITLES) - set(METANET_TITLES) - {"Answer-consistency loss"}:
             assert 'class="mark line"' in (_figure(html, title) or ""), title

@@ -23,6 +23,7 @@ CHARTS = (
     "Mean weight alpha of a kept candidate per perspective",
     "Mean score per perspective",
     "Inertia-filtered loss L_p per perspective",
+    "Gradient share per perspective",
     "MetaNet meta-loss L_meta",
     "MetaNet ranking agreement",
     "Answer-consistency loss",
@@ -47,6 +48,7 @@ def test_real_trainer_output_renders(
         save_steps=3,
         logging_steps=2,
         history_every=2,
+        grad_share_every=2,
     )
     trainer.train()
     assert (out / "mind_summary.json").is_file() and (out / "checkpoint-6" / "trainer_state.json").is_file()

@@ -55,6 +55,7 @@ TRAIN_CHARTS: list[tuple[str, str, str, dict[str, Any], bool]] = [
     ("alpha", "Mean weight alpha of a kept candidate per perspective", "alpha", {"y_min": 0.0}, False),
     ("score", "Mean score per perspective (MetaNet, or -CE)", "score", {}, True),
     ("L_p", "Inertia-filtered loss L_p per perspective", "loss", {}, False),
+    ("grad_share", "Gradient share per perspective (of the student's update; --grad_share_every)", "share", {}, True),
     ("meta_loss", "MetaNet meta-loss L_meta", "loss", {"y_min": 0.0}, True),
     ("meta_rank", "MetaNet ranking agreement with the target losses", "agreement", {"y_max": 1.0}, True),
     ("consistency", "Answer-consistency loss", "loss", {"y_min": 0.0}, True),

@@ -4,13 +4,13 @@
   per view ``present`` / ``kept`` / ``in_subset`` / ``kept_share`` / ``mean_alpha`` /
   ``mean_score`` / ``L_p``; ``compute`` (``params``, ``forward_tokens``, ``backward_tokens``,
   ``trained_tokens``, ``flops``); ``history``: one entry per ``history_every`` optimizer steps
-  (``step``, ``subset_size``, per view ``in_subset`` / ``alpha`` / ``score`` / ``L_p``, ``flops``
-  and, when the strategy has them, ``consistency``, ``meta_loss``, ``meta_top1``,
+  (``step``, ``subset_size``, per view ``in_subset`` / ``alpha`` / ``score`` / ``L_p``, ``flops``;
+  with ``--grad_share_every``, ``grad_share`` per view and ``consistency``; and, when the strategy has them, ``consistency``, ``meta_loss``, ``meta_top1``,
   ``meta_spearman``); optional ``meta_steps``;
 - ``trainer_state.json`` (Hugging Face ``Trainer``; in ``output_dir`` after ``save_state`` or in
   each ``checkpoint-N/``): ``log_history`` entries with ``step``, ``loss`` and the trainer's
   ``mind/*`` metrics averaged over each logging step (``mind/in_subset/<view>``,
-  ``mind/alpha/<view>``, ``mind/score/<view>``, ``mind/L_p/<view>``, ``mind/subset_size``,
+  ``mind/alpha/<view>``, ``mind/score/<view>``, ``mind/L_p/<view>``, ``mind/grad_share/<view>``, ``mind/subset_size``,
   ``mind/consistency``, ``mind/meta_loss``, ``mind/meta_top1``, ``mind/meta_spearman``,
   ``mind/flops``);
 - evaluation: ``eval_results.json`` (split -> summary) and ``eval/<split>.parquet`` (predictions,
@@ -95,7 +95,7 @@ class TrainingRun:
     def views(self) -> list[str]:
         if self.summary:
             return list(self.summary["views"])
-        names = {k.split("/", 2)[2] for e in self.log for k in e if k.startswith(PER_VIEW_LOG)}
+        names = {k.split("/", 2)[2] for e in self.log for k in e if k.startswith(PER_VIEW_LOG) and k not in EXTRA_LINE_LOGS}
         return sorted(names)
 
     @property
@@ -106,7 +106,9 @@ class TrainingRun:
         return int(max(steps)) if steps else None
 
 
-PER_VIEW = ("in_subset", "alpha", "score", "L_p")  # per-view series: history[i][name][view], log "mind/name/view"
+PER_VIEW = ("in_subset", "alpha", "score", "L_p", "grad_share")  # per-view series: history[i][name][view], log "mind/name/view"
+EXTRA_LINES = {"grad_share": ("consistency",)}  # lines of a per-view chart that are not views
+EXTRA_LINE_LOGS = {f"mind/{chart}/{line}" for chart, lines in EXTRA_LINES.items() for line in lines}
 PER_VIEW_LOG = tuple(f"mind/{k}/" for k in PER_VIEW)
 OLD_SUMMARY_KEYS = ("probes", "feedback")  # the trainer before the MetaNet rewrite
 OLD_VIEW_KEYS = ("picks", "pick_share", "mean_weight")
@@ -305,7 +307,8 @@ def series(run: TrainingRun) -> tuple[dict[str, Series], dict[str, str | None]]:
             charts[name], sources[name] = from_log, ("log" if any(from_log.values()) else None)
 
     for k in PER_VIEW:
-        pick(k, {v: _from(history, k, v) for v in views}, {v: _from(log, f"mind/{k}/{v}") for v in views})
+        lines = [*views, *EXTRA_LINES.get(k, ())]
+        pick(k, {v: _from(history, k, v) for v in lines}, {v: _from(log, f"mind/{k}/{v}") for v in lines})
     for name, lines in SCALAR_CHARTS.items():
         pick(name, {line: _from(history, key) for line, key in lines}, {line: _from(log, f"mind/{key}") for line, key in lines})
     charts["loss"] = {"training loss": _from(log, "loss")}
