@@ -190,12 +190,17 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def write_results(name: str, data: dict[str, Any], quick: bool = False) -> Path:
-    """Write ``benchmarks/results/<name>.json`` (``<name>.quick.json`` for quick runs)."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}{'.quick' if quick else ''}.json"
+def write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` (numbers rounded by :func:`rnd`) as indented JSON to ``path``, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rnd(data), indent=2, default=str) + "\n")
     return path
+
+
+def write_results(name: str, data: dict[str, Any], quick: bool = False) -> Path:
+    """Write ``benchmarks/results/<name>.json`` (``<name>.quick.json`` for quick runs)."""
+    return write_json(RESULTS_DIR / f"{name}{'.quick' if quick else ''}.json", data)
 
 
 def emit(headline: dict[str, Any]) -> None:

@@ -23,12 +23,11 @@ over the last quarter of the run, and its final long-term loss ``L_p``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import REPO_ROOT, RESULTS_DIR, machine_info, make_progress, rnd
+from benchmarks._common import REPO_ROOT, RESULTS_DIR, machine_info, make_progress, write_json
 from benchmarks.quality import DEFAULT_CONFIG, Run, build_student, flop_grid, load_config, make_run, run_all, tune
 from benchmarks.quality_data import prepare_regimes
 
@@ -121,13 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     unchanged = check_unchanged(records, finals)
     tables = {e: view_table([r for r in records if r["strategy"] == e]) for e in entries}
     _print(tables, unchanged, args.regime, args.every)
-    path = Path(args.results)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rnd({
+    path = write_json(args.results, {
         "machine": machine_info(), "regime": args.regime, "every": args.every, "seeds": seeds, "entries": entries, "views": tables,
         "unchanged": unchanged,
         "runs": [{k: r[k] for k in ("key", "strategy", "seed", "validation", "views", "history", "config")} for r in records],
-    }), indent=1, default=str) + "\n")  # fmt: skip
+    })  # fmt: skip
     print(f"results: {path}")
     return 0
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import REPO_ROOT, rnd
+from benchmarks._common import REPO_ROOT, rnd, write_json
 
 STAGE0 = "stage0"
 SINGLE = "single"  # a single-view student's name: f"{SINGLE}-{view}"
@@ -42,8 +42,7 @@ def write_outputs(results: dict[str, Any], path: Path, docs: Path, points: dict[
             write_run_folder(s.folder / "latent", name, maps[name], sets[name], views, results, per[name], cfg)
     results["images"] = [shown_path(p) for p in images]
     results["wall_seconds"] = time.perf_counter() - t0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rnd(results), indent=2, default=str) + "\n")
+    write_json(path, results)
     write_markdown(results, docs / "results.md", images)
 
 

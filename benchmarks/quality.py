@@ -56,7 +56,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks._common import QUIET_ENV, REPO_ROOT, emit, machine_info, make_progress, rnd, write_results
+from benchmarks._common import QUIET_ENV, REPO_ROOT, emit, machine_info, make_progress, rnd, write_json, write_results
 from benchmarks.quality_data import Regime, digest, prepare_regimes
 from benchmarks.quality_report import SPLITS, build_report, busy_wall_seconds, write_markdown
 
@@ -575,9 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         **report,
     }
     if args.results:
-        path = Path(args.results)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rnd(results), indent=2, default=str) + "\n")
+        path = write_json(args.results, results)
     else:
         path = write_results("quality", results, quick=args.quick)
     if not args.quick or args.docs != str(DOCS):

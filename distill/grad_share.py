@@ -25,24 +25,16 @@ def gradient_shares(terms: dict[str, torch.Tensor], params: Sequence[torch.Tenso
     ``terms``: scalar losses whose sum is the loss being trained (their graphs are kept for the
     caller's own backward). Terms without a gradient path share 0; all shares are 0 if the summed
     gradient is 0."""
-    names = list(terms)
-    grads: dict[str, list[torch.Tensor | None]] = {}
-    for name in names:
-        term = terms[name]
-        if not term.requires_grad:
-            grads[name] = [None] * len(params)
-            continue
-        grads[name] = list(torch.autograd.grad(term, params, retain_graph=True, allow_unused=True))
-    dots = dict.fromkeys(names, 0.0)
+    grads = {n: torch.autograd.grad(t, params, retain_graph=True, allow_unused=True)
+             for n, t in terms.items() if t.requires_grad}  # fmt: skip
+    dots = dict.fromkeys(terms, 0.0)
     norm = 0.0
     for i in range(len(params)):
-        parts = {n: grads[n][i] for n in names if grads[n][i] is not None}
+        parts = {n: g[i].double() for n, g in grads.items() if g[i] is not None}
         if not parts:
             continue
-        total = torch.stack([g.double() for g in parts.values()]).sum(dim=0)
+        total = torch.stack(list(parts.values())).sum(dim=0)
         norm += float(total.pow(2).sum())
         for n, g in parts.items():
-            dots[n] += float((g.double() * total).sum())
-    if norm == 0.0:
-        return dict.fromkeys(names, 0.0)
-    return {n: dots[n] / norm for n in names}
+            dots[n] += float((g * total).sum())
+    return {n: d / norm if norm else 0.0 for n, d in dots.items()}

@@ -4,9 +4,10 @@
   per view ``present`` / ``kept`` / ``in_subset`` / ``kept_share`` / ``mean_alpha`` /
   ``mean_score`` / ``L_p``; ``compute`` (``params``, ``forward_tokens``, ``backward_tokens``,
   ``trained_tokens``, ``flops``); ``history``: one entry per ``history_every`` optimizer steps
-  (``step``, ``subset_size``, per view ``in_subset`` / ``alpha`` / ``score`` / ``L_p``, ``flops``;
-  with ``--grad_share_every``, ``grad_share`` per view and ``consistency``; and, when the strategy has them, ``consistency``, ``meta_loss``, ``meta_top1``,
-  ``meta_spearman``); optional ``meta_steps``;
+  (``step``, ``subset_size``, per view ``in_subset`` / ``alpha`` / ``score`` / ``L_p``, ``flops``
+  and, when the strategy has them, ``consistency``, ``meta_loss``, ``meta_top1``,
+  ``meta_spearman``; with ``--grad_share_every``, ``grad_share``: per view and for the
+  consistency term); optional ``meta_steps``;
 - ``trainer_state.json`` (Hugging Face ``Trainer``; in ``output_dir`` after ``save_state`` or in
   each ``checkpoint-N/``): ``log_history`` entries with ``step``, ``loss`` and the trainer's
   ``mind/*`` metrics averaged over each logging step (``mind/in_subset/<view>``,
