@@ -19,6 +19,7 @@ TARGET = "mind"
 ANALYSIS = re.compile(r"<!-- BEGIN ANALYSIS -->.*?<!-- END ANALYSIS -->", re.S)
 HISTORY = re.compile(r"<!-- BEGIN HISTORY -->.*?<!-- END HISTORY -->", re.S)
 LATENT = re.compile(r"<!-- BEGIN LATENT -->.*?<!-- END LATENT -->", re.S)  # written by the latent analysis
+INTERFERENCE = re.compile(r"<!-- BEGIN INTERFERENCE -->.*?<!-- END INTERFERENCE -->", re.S)  # benchmarks.interference
 COMPUTE_KEYS = ("flops", "backward_tokens", "forward_tokens")
 
 
@@ -388,7 +389,7 @@ def _regime_section(name: str, results: dict[str, Any], images: list[Path]) -> l
 
 
 def write_markdown(results: dict[str, Any], docs: Path) -> None:
-    """``docs/results.md`` and its plots (the ANALYSIS, LATENT and HISTORY blocks of the old file are kept)."""
+    """``docs/results.md`` and its plots (the ANALYSIS, INTERFERENCE, LATENT and HISTORY blocks of the old file are kept)."""
     cfg = results["config"]
     path = docs / "results.md"
     lines = [
@@ -424,7 +425,7 @@ def write_markdown(results: dict[str, Any], docs: Path) -> None:
     lines += ["## World and run settings", "", "```yaml",
               yaml.safe_dump({k: cfg[k] for k in ("world", "synthesis", "regimes", "train", "curve")}, sort_keys=False).rstrip(),
               "```", ""]  # fmt: skip
-    for block in (LATENT, HISTORY):
+    for block in (INTERFERENCE, LATENT, HISTORY):
         if found := block.search(old):
             lines += [found.group(0), ""]
     docs.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,11 @@ class MindConfig(SFTConfig):
     include_incorrect: bool = field(
         default=False, metadata={"help": "also train on rationales the verifier marked wrong or could not judge"}
     )
+    views: str = field(
+        default="",
+        metadata={"help": "train on these views only (comma-separated perspective names, or perspective@teacher with "
+                  "several teachers); empty = every view of the data. An unknown name fails, listing the data's views"},
+    )
     prompt_style: str = field(
         default="auto", metadata={"help": "student prompt format: auto, plain or chat", "choices": ("auto", "plain", "chat")}
     )
@@ -160,6 +165,8 @@ class MindConfig(SFTConfig):
         for flag, ok, want in checks:
             if not ok:
                 raise ValueError(f"--{flag} must be {want}, got {getattr(self, flag)!r}")
+        if self.golden_view and self.view_list and self.golden_view not in self.view_list:
+            raise ValueError(f"--golden_view {self.golden_view!r} is not among --views {self.views!r}")
         if self.meta_encoder and self.strategy != "mind":
             raise ValueError(f"--meta_encoder is only used by --strategy mind (got --strategy {self.strategy})")
         if self.lr_schedule_after_meta_warmup and self.strategy != "mind":
@@ -179,6 +186,11 @@ class MindConfig(SFTConfig):
         if self.packing or self.padding_free:
             raise ValueError("packing and padding_free are not supported by the MIND trainer (they drop columns)")
         super().__post_init__()
+
+    @property
+    def view_list(self) -> list[str]:
+        """``--views`` as a list (empty: every view)."""
+        return [v.strip() for v in self.views.split(",") if v.strip()]
 
 
 @dataclass

@@ -11,12 +11,14 @@ split is stable and they never appear in training.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
@@ -37,6 +39,7 @@ class View:
     uid: int = -1  # global candidate id (set by CandidateStore)
     answer_starts: list[int] = field(default_factory=list)  # per sample: first token of the answer span
     answer_lens: list[int] = field(default_factory=list)  # per sample: answer tokens (0 = no span)
+    flawed: list[int] = field(default_factory=list)  # per sample: 1 flawed, 0 clean, -1 unknown (rows' metadata "noise")
 
 
 @dataclass
@@ -60,6 +63,7 @@ class DataReport:
     questions_without_candidate: int = 0
     truncated: int = 0
     views: list[str] = field(default_factory=list)
+    rows_other_views: int = 0  # rows of views left out by ``views=``
 
     def lines(self) -> list[str]:
         return [
@@ -67,7 +71,8 @@ class DataReport:
             f"({self.rows_incorrect:,} not verified correct, {self.rows_unfinished:,} not finished normally dropped)",
             f"{self.questions:,} questions with candidates; {self.questions_without_candidate:,} skipped (no usable "
             f"rationale); {self.truncated:,} sequences truncated to max_length",
-            f"views: {', '.join(self.views)}",
+            f"views: {', '.join(self.views)}"
+            + (f" ({self.rows_other_views:,} rows of other views left out)" if self.rows_other_views else ""),
         ]
 
 
@@ -83,16 +88,23 @@ def load_questions_with_candidates(
     include_incorrect: bool = False,
     max_length: int | None = None,
     answer_template: str | None = DEFAULT_ANSWER_TEMPLATE,
+    views: Sequence[str] | None = None,
 ) -> tuple[list[QuestionCandidates], list[str], DataReport]:
     """Read every finished rationale shard under ``data_dir`` and group it into candidates.
 
     Each training target ends with the canonical answer line (``answer_template``; see
     :func:`distill.formatting.encode_training_example`), whose answer tokens are the span the
-    consistency terms compare across a question's views."""
+    consistency terms compare across a question's views. ``views`` (view names: a perspective, or
+    ``perspective@teacher`` with several teachers) keeps only those views' rows; an unknown name is
+    an error that lists the data's views."""
     table = read_rationales(data_dir)
     report = DataReport(rows=table.num_rows)
     if table.num_rows == 0:
         raise ContractError(str(data_dir), "the shards hold no rationale rows")
+    single_teacher = len(pc.unique(table["teacher"])) == 1
+    if views:
+        table = select_views(table, views, single_teacher, str(data_dir))
+        report.rows_other_views = report.rows - table.num_rows
     finished = pc.equal(table["finish_reason"], "stop")
     report.rows_unfinished = table.num_rows - pc.sum(finished).as_py()
     keep = finished
@@ -102,17 +114,18 @@ def load_questions_with_candidates(
         keep = pc.and_(keep, correct)
     used = table.filter(keep)
     report.rows_used = used.num_rows
-    single_teacher = len(pc.unique(table["teacher"])) == 1
-    cols = {c: used[c].to_pylist() for c in ("question_id", "question", "gold_answer", "task", "perspective", "teacher", "rationale", "sample_index")}
+    names = ("question_id", "question", "gold_answer", "task", "perspective", "teacher", "rationale", "sample_index")
+    cols = {c: used[c].to_pylist() for c in names}
+    cols["flawed"] = [noise_label(m) for m in used["metadata"].to_pylist()] if "metadata" in used.column_names else [-1] * used.num_rows
     all_views = sorted({view_name(p, t, single_teacher) for p, t in zip(table["perspective"].to_pylist(), table["teacher"].to_pylist(), strict=True)})
     view_ids = {v: i for i, v in enumerate(all_views)}
     report.views = all_views
 
     grouped: dict[str, dict[str, Any]] = {}
-    samples: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
-    for qid, q, gold, task, persp, teacher, text, k in zip(*cols.values(), strict=True):
+    samples: dict[tuple[str, int], list[tuple[int, str, int]]] = defaultdict(list)
+    for qid, q, gold, task, persp, teacher, text, k, flawed in zip(*cols.values(), strict=True):
         grouped.setdefault(qid, {"question": q, "gold": gold, "task": task})
-        samples[(qid, view_ids[view_name(persp, teacher, single_teacher)])].append((k, text))
+        samples[(qid, view_ids[view_name(persp, teacher, single_teacher)])].append((k, text, flawed))
     all_qids = set(table["question_id"].to_pylist())
     report.questions_without_candidate = len(all_qids - set(grouped))
     if not grouped:
@@ -122,8 +135,8 @@ def load_questions_with_candidates(
     for (qid, view), items in sorted(samples.items()):
         info = grouped[qid]
         qc = questions.setdefault(qid, QuestionCandidates(qid, info["question"], info["gold"], info["task"]))
-        ids, plens, starts, lens = [], [], [], []
-        for _, text in sorted(items):
+        ids, plens, starts, lens, flaws = [], [], [], [], []
+        for _, text, flawed in sorted(items):
             try:
                 enc = encode_training_example(
                     tokenizer, info["question"], text, info["gold"], style, max_length, answer_template
@@ -135,10 +148,32 @@ def load_questions_with_candidates(
             plens.append(enc.prompt_len)
             starts.append(enc.answer_start)
             lens.append(enc.answer_len)
-        qc.views.append(View(view, ids, plens, answer_starts=starts, answer_lens=lens))
+            flaws.append(flawed)
+        qc.views.append(View(view, ids, plens, answer_starts=starts, answer_lens=lens, flawed=flaws))
     out = [questions[q] for q in sorted(questions)]
     report.questions = len(out)
     return out, all_views, report
+
+
+def select_views(table: Any, views: Sequence[str], single_teacher: bool, where: str) -> Any:
+    """The rows of the named views (``--views``); an unknown name fails naming it and the data's views."""
+    names = [view_name(p, t, single_teacher) for p, t in zip(table["perspective"].to_pylist(), table["teacher"].to_pylist(), strict=True)]
+    wanted = [v.strip() for v in views if v.strip()]
+    if unknown := sorted(set(wanted) - set(names)):
+        raise ContractError(f"--views ({where})", f"unknown view(s) {', '.join(unknown)}; the data has {', '.join(sorted(set(names)))}")
+    return table.filter(pa.array([n in set(wanted) for n in names], type=pa.bool_()))
+
+
+def noise_label(metadata: str | None) -> int:
+    """1 when a row's metadata says its teacher flawed it (``{"noise": "flaw"}``: a wrong step that the
+    verifier cannot catch), 0 when it says it is clean or slipped, -1 when the row does not say."""
+    if not metadata:
+        return -1
+    try:
+        noise = json.loads(metadata).get("noise")
+    except (ValueError, AttributeError):
+        return -1
+    return -1 if noise is None else int(noise == "flaw")
 
 
 def held_out_split(
@@ -203,7 +238,7 @@ class CandidateCollator:
     Output keys: ``input_ids``/``attention_mask``/``cand_labels`` for all candidates of the batch
     (right-padded; labels are -100 outside the completion), ``cand_question`` (batch-local
     question index), ``cand_view``, ``cand_uid``, ``cand_answer_start``/``cand_answer_len`` (the
-    answer span's token positions) and ``question_index`` (global). The trainer
+    answer span's token positions), ``cand_flawed`` (1/0/-1: the teacher's own noise label) and ``question_index`` (global). The trainer
     picks among the candidates; there is deliberately no ``labels`` key, so that
     ``Trainer`` does not count tokens for loss scaling (the MIND loss is per question).
     """
@@ -214,7 +249,7 @@ class CandidateCollator:
         self.epoch = 0  # set by the trainer at the start of each epoch
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        seqs, plens, cq, cv, cu, ast, alen = [], [], [], [], [], [], []
+        seqs, plens, cq, cv, cu, ast, alen, flaw = [], [], [], [], [], [], [], []
         qidx = []
         for b, feat in enumerate(features):
             i = int(feat["question_index"])
@@ -229,6 +264,7 @@ class CandidateCollator:
                 cu.append(v.uid)
                 ast.append(v.answer_starts[k] if v.answer_starts else 0)
                 alen.append(v.answer_lens[k] if v.answer_lens else 0)
+                flaw.append(v.flawed[k] if v.flawed else -1)
         batch = pad_sequences(seqs, plens, self.pad_id)
         return {
             "input_ids": batch["input_ids"],
@@ -239,5 +275,6 @@ class CandidateCollator:
             "cand_uid": torch.tensor(cu, dtype=torch.long),
             "cand_answer_start": torch.tensor(ast, dtype=torch.long),
             "cand_answer_len": torch.tensor(alen, dtype=torch.long),
+            "cand_flawed": torch.tensor(flaw, dtype=torch.long),
             "question_index": torch.tensor(qidx, dtype=torch.long),
         }

@@ -98,7 +98,7 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
         encoder = load_encoder(args.meta_encoder)
     questions, views, report = load_questions_with_candidates(
         script.data, tokenizer, style, include_incorrect=args.include_incorrect, max_length=args.max_length,
-        answer_template=args.answer_template or None,
+        answer_template=args.answer_template or None, views=args.view_list,
     )
     for line in report.lines():
         print(f"data: {line}", file=sys.stderr)

@@ -84,6 +84,12 @@ class MindState:
             "alpha": [0.0] * len(views),  # sum of its weight when kept
             "score": [0.0] * len(views),  # sum of its score when scored
             "scored": [0] * len(views),
+            # the teacher's own noise labels, where the rows carry them (synthetic world): how many of the
+            # view's candidates were labelled / flawed, and the same among the kept ones
+            "labelled": [0] * len(views),
+            "flawed": [0] * len(views),
+            "labelled_kept": [0] * len(views),
+            "flawed_kept": [0] * len(views),
         }
         self.compute = {"forward_tokens": 0, "backward_tokens": 0, "trained_tokens": 0}
         self.window: dict[str, Any] = {}  # per-view and step sums since the last history entry
@@ -102,7 +108,8 @@ class MindState:
         if state["views"] != self.views:
             raise ValueError(f"checkpoint views {state['views']} differ from the data's {self.views}")
         self.stats.load_state_dict(state["stats"])
-        self.totals, self.compute = state["totals"], state["compute"]
+        self.totals = {**{k: [0] * len(self.views) for k in self.totals}, **state["totals"]}
+        self.compute = state["compute"]
         self.window, self.history = state["window"], state["history"]
 
 
@@ -346,7 +353,7 @@ class MindTrainer(SFTTrainer):
         trained = 0 if frozen else int((inputs["cand_labels"][keep.to(inputs["cand_labels"].device)] != -100).sum())
         self._pending.append({
             "uids": uids, "views": views, "losses": losses,
-            "all_views": batch.views, "keep": keep, "alpha": plan.alpha,
+            "all_views": batch.views, "keep": keep, "alpha": plan.alpha, "flawed": inputs["cand_flawed"].cpu(),
             "scores": None if plan.scores is None else plan.scores.detach().cpu().to(torch.float64),
             "questions": batch.nq, "consistency": cons,
             "forward_tokens": forward_tokens, "backward_tokens": backward_tokens, "trained_tokens": trained,
@@ -391,24 +398,30 @@ class MindTrainer(SFTTrainer):
         sums: Counter = Counter()
         present, kept = Counter(), Counter()
         alpha, score, scored = defaultdict(float), defaultdict(float), Counter()
+        labelled, flawed, labelled_kept, flawed_kept = Counter(), Counter(), Counter(), Counter()
         for p in pending:
             for key in ("questions", "forward_tokens", "backward_tokens", "trained_tokens", "consistency"):
                 sums[key] += p[key]
             sums["kept"] += int(p["keep"].sum())
-            for i, v in enumerate(p["all_views"].tolist()):
+            for i, (v, noise) in enumerate(zip(p["all_views"].tolist(), p["flawed"].tolist(), strict=True)):
                 present[v] += 1
+                labelled[v] += noise >= 0
+                flawed[v] += noise == 1
                 if p["keep"][i]:
                     kept[v] += 1
                     alpha[v] += float(p["alpha"][i])
+                    labelled_kept[v] += noise >= 0
+                    flawed_kept[v] += noise == 1
                 if p["scores"] is not None:
                     score[v] += float(p["scores"][i])
                     scored[v] += 1
-        step = {"present": present, "kept": kept, "alpha": alpha, "score": score, "scored": scored}
+        step = {"present": present, "kept": kept, "alpha": alpha, "score": score, "scored": scored,
+                "labelled": labelled, "flawed": flawed, "labelled_kept": labelled_kept, "flawed_kept": flawed_kept}
         for v, name in enumerate(m.views):
-            w = m.window.setdefault(name, dict.fromkeys(step, 0))
+            w = m.window.setdefault(name, {})
             for key, counts in step.items():
                 m.totals[key][v] += counts[v]
-                w[key] += counts[v]
+                w[key] = w.get(key, 0) + counts[v]
             if present[v]:
                 log[f"mind/in_subset/{name}"].append(kept[v] / present[v])
             if kept[v]:
@@ -447,6 +460,8 @@ class MindTrainer(SFTTrainer):
         entry["in_subset"] = {n: round(d["kept"] / d["present"], 6) for n, d in views.items() if d.get("present")}
         entry["alpha"] = {n: round(d["alpha"] / d["kept"], 6) for n, d in views.items() if d.get("kept")}
         entry["score"] = {n: round(d["score"] / d["scored"], 6) for n, d in views.items() if d.get("scored")}
+        if flawed := {n: round(d["flawed_kept"] / d["labelled_kept"], 6) for n, d in views.items() if d.get("labelled_kept")}:
+            entry["flawed_share_kept"] = flawed
         entry["L_p"] = {n: round(m.stats.view_loss(v), 6) for v, n in enumerate(m.views) if m.stats.view_slow[v].ready}
         if (share := m.window.get("_grad_share")) is not None:
             entry["grad_share"] = {n: round(val / share["steps"], 6) for n, val in share["sums"].items()}
@@ -466,6 +481,9 @@ class MindTrainer(SFTTrainer):
                 "mean_alpha": t["alpha"][v] / t["kept"][v] if t["kept"][v] else 0.0,
                 "mean_score": t["score"][v] / t["scored"][v] if t["scored"][v] else None,
                 "L_p": m.stats.view_loss(v) if m.stats.view_slow[v].ready else None,
+                # share of flawed rationales among the view's candidates, and among those kept (None: unlabelled)
+                "flawed_share": t["flawed"][v] / t["labelled"][v] if t["labelled"][v] else None,
+                "flawed_share_kept": t["flawed_kept"][v] / t["labelled_kept"][v] if t["labelled_kept"][v] else None,
             }  # fmt: skip
         kept = sum(t["kept"])
         for name in views:

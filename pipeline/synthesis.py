@@ -384,6 +384,8 @@ def run_shard(
                 meta = json.dumps({**carried[req.question_id], "error": comp.error or "unknown error"})
             else:
                 predicted, correct = verify(comp.text, q["gold_answer"], q["task"])
+                if comp.metadata:
+                    meta = json.dumps({**carried[req.question_id], **comp.metadata})
             stats.correct += correct is True
             stats.unjudged += correct is None
             stats.tokens += comp.num_tokens or 0

@@ -66,6 +66,7 @@ class Completion:
     cumulative_logprob: float | None = None
     latency_s: float | None = None
     error: str | None = None
+    metadata: dict[str, Any] | None = None  # backend facts about the sample, merged into the row's ``metadata``
 
 
 class TeacherBackend(abc.ABC):

@@ -60,5 +60,8 @@ class SyntheticBackend(TeacherBackend):
             except (KeyError, ValueError, TypeError) as exc:
                 out.append(Completion(text="", finish_reason="error", error=f"{type(exc).__name__}: {exc}"))
                 continue
-            out.append(Completion(text=written.text, finish_reason="stop", num_tokens=written.num_tokens))
+            # the reference teacher knows what it got wrong: carried in the row's metadata (the
+            # verifier cannot see a flaw; the interference benchmark measures what strategies keep)
+            noise = {"noise": written.noise, "noise_step": written.noise_step}
+            out.append(Completion(text=written.text, finish_reason="stop", num_tokens=written.num_tokens, metadata=noise))
         return out

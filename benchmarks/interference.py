@@ -1,0 +1,321 @@
+"""When does capability-aware distillation help? The view-quality axis: a family of synthetic worlds
+in which some views turn harmful, and every strategy on each of them.
+
+    python -m benchmarks.interference [--config configs/interference/flaws.yaml] [--jobs 2] [--work runs/interference]
+                                      [--worlds clean,flaw-0.6] [--strategies all,oracle] [--calibrate-only]
+                                      [--force] [--report-only] [--quick] [--device cpu|cuda]
+
+One command, resumable like the quality benchmark (every finished run leaves ``result.json`` in a folder
+named by a hash of its settings; ``--report-only`` reports the runs finished so far). Steps:
+
+1. **Worlds** (the family config, e.g. ``configs/interference/flaws.yaml``): the quality config named by
+   ``base`` (world, teacher, validation hold-out, regime, training settings) with the teacher's flaw
+   rate of the family's ``noisy_views`` set per world. Each world's rationales are written by the real
+   ``synthesize`` flow; the rows carry the teacher's own noise label (``metadata.noise``), so every run
+   reports, per view, the share of flawed rationales among those it kept against the share among all.
+2. **Calibration** (baselines only, before any other run): ``all`` and the ``oracle`` (``all`` over the
+   views the family does not flaw: ``distill.train --views``) on the calibration worlds, learning
+   rates tuned on validation, then ``calibration.seeds``. The phase diagram runs only when oracle minus
+   ``all`` on test is at least ``calibration.min_gap`` points there (``--force`` runs it anyway).
+3. **Phase diagram**: every strategy on every world (``seeds`` per world), each with its learning rate
+   tuned per world on validation (``tuning``; test is never looked at).
+4. **Report** (:mod:`benchmarks.interference_report`): ``benchmarks/results/interference.json``
+   (``runs``: one record per run with its world, flaw rate, strategy, seed, learning rate, budget,
+   metrics and ``n``; ``calibration``; per world every strategy minus ``all`` with paired intervals;
+   the views each strategy kept and how flawed they were), a section of ``docs/results.md`` and the
+   phase plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks._common import REPO_ROOT, emit, machine_info, make_progress, write_json, write_results
+from benchmarks.quality import STRATEGIES, Run, build_student, load_config, make_run, run_all, tune, variant_settings
+from benchmarks.quality_data import Regime, prepare_regimes
+
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "interference" / "flaws.yaml"
+DOCS = REPO_ROOT / "docs"
+ORACLE = "oracle"
+
+#: --quick: the base config's own quick shrink, the first and the last world, one seed, no tuning
+QUICK_SEEDS = [0]
+
+
+# ====================================================================== the family config
+class FamilyError(SystemExit):
+    """A bad family config: the message names the file and the key."""
+
+
+def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
+    """The family config, validated, with its base quality config loaded under ``base_config``."""
+    from pipeline.synthetic import PERSPECTIVES
+
+    path = Path(path)
+    try:
+        fam = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise FamilyError(f"error: cannot read the interference config {path}: {exc}") from None
+
+    def fail(key: str, why: str) -> FamilyError:
+        return FamilyError(f"error: {path}: {key}: {why}")
+
+    for key in ("base", "noisy_views", "worlds", "strategies"):
+        if key not in fam:
+            raise fail(key, "missing")
+    base_path = (path.parent / fam["base"]).resolve()
+    fam["base_config"] = load_config(base_path, quick=quick)
+    fam["base_file"] = os.path.relpath(base_path, REPO_ROOT)
+    regimes = fam["base_config"]["regimes"]
+    fam.setdefault("regime", next(iter(regimes)))
+    if fam["regime"] not in regimes:
+        raise fail("regime", f"{fam['regime']!r} is not a regime of {fam['base']} ({', '.join(regimes)})")
+    noisy = fam["noisy_views"]
+    if not isinstance(noisy, list) or not noisy:
+        raise fail("noisy_views", "a non-empty list of perspectives")
+    if unknown := [v for v in noisy if v not in PERSPECTIVES]:
+        raise fail("noisy_views", f"unknown perspective(s) {unknown}; the world has {', '.join(PERSPECTIVES)}")
+    if len(set(noisy)) == len(PERSPECTIVES):
+        raise fail("noisy_views", "every view is noisy: the oracle would have no view to train on")
+    if not isinstance(fam["worlds"], dict) or not fam["worlds"]:
+        raise fail("worlds", "a mapping of world names to {flaw_rate: x}")
+    for name, spec in fam["worlds"].items():
+        if not isinstance(spec, dict) or "flaw_rate" not in spec:
+            raise fail(f"worlds.{name}", "needs flaw_rate")
+        if unknown := set(spec) - {"flaw_rate", "per_perspective"}:
+            raise fail(f"worlds.{name}", f"unknown key(s) {sorted(unknown)} (flaw_rate, per_perspective)")
+        rate = spec["flaw_rate"]
+        if not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
+            raise fail(f"worlds.{name}.flaw_rate", f"must be a number in [0, 1], got {rate!r}")
+        for view, override in (spec.get("per_perspective") or {}).items():
+            if view not in PERSPECTIVES:
+                raise fail(f"worlds.{name}.per_perspective.{view}", f"unknown perspective; the world has {', '.join(PERSPECTIVES)}")
+            for key, value in (override or {}).items():
+                if key not in ("flaw_rate", "slip_rate"):
+                    raise fail(f"worlds.{name}.per_perspective.{view}.{key}", "unknown key (flaw_rate, slip_rate)")
+                if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                    raise fail(f"worlds.{name}.per_perspective.{view}.{key}", f"must be a number in [0, 1], got {value!r}")
+        try:
+            _teacher(fam, name)
+        except ValueError as exc:
+            raise fail(f"worlds.{name}", str(exc)) from None
+    fam.setdefault("variants", {})
+    known = set(STRATEGIES) | set(fam["variants"]) | {ORACLE}
+    if unknown := set(fam["strategies"]) - known:
+        raise fail("strategies", f"unknown {sorted(unknown)}; choose from {', '.join(sorted(known))}")
+    cal = fam.setdefault("calibration", {})
+    if unknown := set(cal.get("worlds", [])) - set(fam["worlds"]):
+        raise fail("calibration.worlds", f"unknown world(s) {sorted(unknown)}")
+    if unknown := set(cal.get("strategies", [])) - known:
+        raise fail("calibration.strategies", f"unknown {sorted(unknown)}")
+    seeds = fam.setdefault("seeds", {"default": [0]})
+    if not isinstance(seeds, dict) or "default" not in seeds:
+        raise fail("seeds", "a mapping with a 'default' list (and optional per-world lists)")
+    if unknown := set(seeds) - {"default"} - set(fam["worlds"]):
+        raise fail("seeds", f"unknown world(s) {sorted(unknown)}")
+    fam.setdefault("tuning", {})
+    if quick:  # the first and the last world, one seed, no tuning (the base config's learning rate)
+        names = list(fam["worlds"])
+        fam["worlds"] = {w: fam["worlds"][w] for w in dict.fromkeys([names[0], names[-1]])}
+        cal["worlds"] = [w for w in cal.get("worlds", []) if w in fam["worlds"]] or [names[-1]]
+        fam["seeds"] = {"default": QUICK_SEEDS}
+        cal["seeds"] = QUICK_SEEDS
+        fam["tuning"] = {"learning_rate": []}
+    return fam
+
+
+def _teacher(fam: dict[str, Any], world: str) -> dict[str, Any]:
+    """The base teacher's options with the world's flaw rates (validated by the real teacher)."""
+    from pipeline.teachers.synthetic_backend import SyntheticConfig
+
+    spec = fam["worlds"][world]
+    teacher = copy.deepcopy(fam["base_config"]["synthesis"].get("teacher") or {})
+    per = dict(teacher.get("per_perspective") or {})
+    for view in fam["noisy_views"]:
+        per[view] = {**per.get(view, {}), "flaw_rate": float(spec["flaw_rate"])}
+    for view, override in (spec.get("per_perspective") or {}).items():
+        per[view] = {**per.get(view, {}), **override}
+    teacher["per_perspective"] = per
+    SyntheticConfig(**teacher).noise()  # slip + flaw <= 1 per view, known perspectives
+    return teacher
+
+
+def clean_views(fam: dict[str, Any]) -> list[str]:
+    """The views the family never flaws: what the oracle trains on."""
+    from pipeline.synthetic import PERSPECTIVES
+
+    return [v for v in PERSPECTIVES if v not in fam["noisy_views"]]
+
+
+def world_config(fam: dict[str, Any], world: str) -> dict[str, Any]:
+    """The quality-benchmark config of one world: the base's, with the world's teacher, the family's
+    regime, strategies, variants (the oracle among them), seeds and tuning; no curve, no ablations."""
+    cfg = copy.deepcopy(fam["base_config"])
+    cfg["synthesis"]["teacher"] = _teacher(fam, world)
+    cfg["regimes"] = {fam["regime"]: cfg["regimes"][fam["regime"]]}
+    cfg["variants"] = {**copy.deepcopy(fam["variants"]), ORACLE: {"strategy": "all", "views": ",".join(clean_views(fam))}}
+    cfg["strategies"] = list(fam["strategies"])
+    cfg["seeds"] = list(fam["seeds"].get(world, fam["seeds"]["default"]))
+    cfg["tuning"] = {**copy.deepcopy(fam["tuning"]), "mind": list(fam["tuning"].get("mind") or [])}
+    cfg["curve"] = {}
+    cfg["ablations"] = {"variants": [], "regimes": [], "seeds": []}
+    for name in cfg["variants"]:
+        variant_settings(cfg, name)
+    return cfg
+
+
+# ====================================================================== phases
+def world_regime(fam: dict[str, Any], world: str, work: Path) -> tuple[dict[str, Any], Regime]:
+    """The world's config and its training regime (data synthesized once, shared folders by hash);
+    the regime is named after the world, so run folders read ``<world>-<strategy>-s<seed>-<key>``."""
+    cfg = world_config(fam, world)
+    (regime,) = prepare_regimes(cfg, work).values()
+    regime.name = world
+    cfg["regimes"] = {world: cfg["regimes"][fam["regime"]]}
+    return cfg, regime
+
+
+def comparison_runs(cfg: dict[str, Any], regime: Regime, student: Path, work: Path, strategies: list[str],
+                    seeds: list[int], chosen: dict[str, dict[str, Any]], phase: str) -> list[Run]:  # fmt: skip
+    """Seed-major runs of ``strategies`` at their tuned settings (after round k each has k seeds)."""
+    return [make_run(cfg, regime, student, phase, s, seed, chosen.get(s)).place(work) for seed in seeds for s in strategies]
+
+
+def calibration_gap(records: list[dict[str, Any]], world: str) -> float | None:
+    """Oracle minus ``all`` on test in points (mean over the seeds both have), or None."""
+    by = {(r["strategy"], r["seed"]): r["metrics"]["test"] for r in records if r["world"] == world and "test" in r["metrics"]}
+    seeds = sorted({s for (name, s) in by if name == ORACLE} & {s for (name, s) in by if name == "all"})
+    if not seeds:
+        return None
+    return 100.0 * sum(by[(ORACLE, s)] - by[("all", s)] for s in seeds) / len(seeds)
+
+
+def _tag(records: list[dict[str, Any]], world: str, flaw_rate: float) -> list[dict[str, Any]]:
+    for r in records:
+        r["world"], r["flaw_rate"] = world, flaw_rate
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="world-family YAML (default: %(default)s)")
+    parser.add_argument("--work", default=str(REPO_ROOT / "runs" / "interference"), help="runs and data (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each; default 2)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where runs train (fp32; not in a run's key)")
+    parser.add_argument("--worlds", help="comma-separated worlds of the phase diagram (default: the config's)")
+    parser.add_argument("--strategies", help="comma-separated strategies of the phase diagram (default: the config's)")
+    parser.add_argument("--calibrate-only", action="store_true", help="stop after the calibration")
+    parser.add_argument("--force", action="store_true", help="run the phase diagram even if the calibration gap is too small")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: report the runs finished so far")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, results *.quick.json, no docs")
+    parser.add_argument("--docs", default=str(DOCS), help="where results.md and the plots go (default: %(default)s)")
+    parser.add_argument("--results", help="results JSON (default: benchmarks/results/interference.json)")
+    args = parser.parse_args(argv)
+
+    from benchmarks.interference_report import build_report, write_markdown
+
+    if args.device == "cuda" and not args.report_only:
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: torch sees no CUDA device here")
+    fam = load_family(args.config, quick=args.quick)
+    worlds = list(fam["worlds"])
+    if args.worlds:
+        worlds = [w.strip() for w in args.worlds.split(",") if w.strip()]
+        if unknown := set(worlds) - set(fam["worlds"]):
+            parser.error(f"--worlds: unknown {sorted(unknown)}; the config has {', '.join(fam['worlds'])}")
+    strategies = list(fam["strategies"])
+    if args.strategies:
+        strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        if unknown := set(strategies) - set(STRATEGIES) - set(fam["variants"]) - {ORACLE}:
+            parser.error(f"--strategies: unknown {sorted(unknown)}")
+    work = Path(args.work) / ("quick" if args.quick else "main")
+    work.mkdir(parents=True, exist_ok=True)
+    live, t0 = not args.report_only, time.perf_counter()
+    cal = fam["calibration"]
+    cal_worlds = list(cal.get("worlds", []))
+    cal_strategies = list(cal.get("strategies", ["all", ORACLE]))
+    chosen: dict[str, dict[str, dict[str, Any]]] = {}
+    tuning: list[dict[str, Any]] = []
+    calibration: list[dict[str, Any]] = []
+    final: list[dict[str, Any]] = []
+    folders: dict[str, Path] = {}
+    progress = make_progress()
+    with progress:
+        progress.console.print(f"interference: stage-0 student; worlds' data into {work}")
+        student = build_student(fam["base_config"])
+        prepared = {w: world_regime(fam, w, work) for w in dict.fromkeys([*cal_worlds, *worlds])}
+
+        def tuned(world: str, names: list[str]) -> dict[str, dict[str, Any]]:
+            cfg, regime = prepared[world]
+            rate = fam["worlds"][world]["flaw_rate"]
+            todo = [s for s in names if s not in chosen.get(world, {})]
+            if todo:
+                picked, tried = tune(cfg, {world: regime}, student, work, todo, args.jobs, progress, live, args.device)
+                chosen.setdefault(world, {}).update(picked[world])
+                tuning.extend(_tag(tried, world, rate))
+            return chosen[world]
+
+        for world in cal_worlds:  # calibration: baselines only
+            cfg, regime = prepared[world]
+            picks = tuned(world, cal_strategies)
+            runs = comparison_runs(cfg, regime, student, work, cal_strategies, list(cal.get("seeds", [0])), picks, "calibration")
+            folders |= {r.key: r.folder for r in runs}
+            calibration += _tag(run_all(runs, args.jobs, progress, f"calibration: {world}", live, args.device),
+                                world, fam["worlds"][world]["flaw_rate"])  # fmt: skip
+        gaps = {w: calibration_gap(calibration, w) for w in cal_worlds}
+        passed = all(g is not None and g >= float(cal.get("min_gap", 0.0)) for g in gaps.values())
+        for w, g in gaps.items():
+            shown = "not measured" if g is None else f"{g:+.1f} points"
+            progress.console.print(f"calibration: {w}: oracle - all on test {shown} (needs >= {cal.get('min_gap', 0.0)})")
+        if not args.calibrate_only and (passed or args.force or args.report_only):
+            for world in worlds:
+                cfg, regime = prepared[world]
+                picks = tuned(world, strategies)
+                runs = comparison_runs(cfg, regime, student, work, strategies, cfg["seeds"], picks, "final")
+                folders |= {r.key: r.folder for r in runs}
+                final += _tag(run_all(runs, args.jobs, progress, f"phase diagram: {world}", live, args.device),
+                              world, fam["worlds"][world]["flaw_rate"])  # fmt: skip
+        elif not passed and not args.calibrate_only:
+            progress.console.print("calibration gap too small: the phase diagram is not run (--force runs it anyway)")
+    report = build_report(fam, calibration, final, folders, strategies)
+    results = {
+        "benchmark": "interference",
+        "version": 1,
+        "quick": args.quick,
+        "config_file": os.path.relpath(args.config, REPO_ROOT),
+        "base_config": fam["base_file"],
+        "noisy_views": fam["noisy_views"],
+        "oracle_views": clean_views(fam),
+        "worlds": {w: {"flaw_rate": s["flaw_rate"], "teacher": _teacher(fam, w)} for w, s in fam["worlds"].items()},
+        "machine": machine_info(),
+        "student": str(student),
+        "wall_seconds": time.perf_counter() - t0,
+        "calibration_gap": gaps,
+        "calibration_passed": passed,
+        "tuning": {"chosen": chosen, "runs": [_brief(r) for r in tuning]},
+        **report,
+    }
+    path = write_json(args.results, results) if args.results else write_results("interference", results, quick=args.quick)
+    if not args.quick or args.docs != str(DOCS):
+        write_markdown(results, Path(args.docs))
+    print(f"full results: {os.path.relpath(path, REPO_ROOT)}", file=sys.stderr)
+    emit({"calibration_gap": gaps, **report["headline"], "wall_s": results["wall_seconds"]})
+    return 0
+
+
+def _brief(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in ("history", "curve")}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The interference benchmark's report: the calibration, the phase table (every strategy minus ``all`` per
+world, paired intervals over seeds and questions), what each strategy kept and how flawed it was, the
+phase plot and the INTERFERENCE block of ``docs/results.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.quality_report import INTERFERENCE, SPLITS, mean_std
+from benchmarks.quality_stats import paired_difference, per_question
+
+HISTORY_START = "<!-- BEGIN HISTORY -->"
+BASELINE = "all"
+
+
+def run_record(r: dict[str, Any]) -> dict[str, Any]:
+    """One entry of ``interference.json``'s ``runs`` (the issue's record, plus what the trainer kept)."""
+    views = r.get("views") or {}
+    return {
+        "world": r["world"], "flaw_rate": r["flaw_rate"], "strategy": r["strategy"], "seed": r["seed"],
+        "learning_rate": r["config"]["learning_rate"], "budget": r.get("budget", "steps"), "phase": r["phase"],
+        "metrics": r["metrics"], "validation": r.get("validation"), "n": r["n"], "steps": r.get("steps"),
+        "flops": r.get("flops"), "wall_seconds": r.get("wall_seconds"), "device": r.get("device", "cpu"), "key": r["key"],
+        "kept": {v: {k: d.get(k) for k in ("in_subset", "kept_share", "flawed_share", "flawed_share_kept")}
+                 for v, d in views.items()},
+    }  # fmt: skip
+
+
+def _outcomes(records: list[dict[str, Any]], folders: dict[str, Path], world: str, strategy: str,
+              split: str) -> dict[int, dict[str, bool]]:  # fmt: skip
+    out = {}
+    for r in records:
+        if r["world"] == world and r["strategy"] == strategy and r["key"] in folders:
+            eval_dir = folders[r["key"]] / "out" / "eval"
+            if (eval_dir / f"{split}.parquet").is_file():
+                out[r["seed"]] = per_question(eval_dir, split)
+    return out
+
+
+def versus_baseline(records: list[dict[str, Any]], folders: dict[str, Path], world: str,
+                    names: list[str]) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Each strategy minus ``all`` in ``world``, per split: paired over seeds and questions."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in names:
+        if s == BASELINE:
+            continue
+        out[s] = {sp: paired_difference(_outcomes(records, folders, world, s, sp),
+                                        _outcomes(records, folders, world, BASELINE, sp)) for sp in SPLITS}  # fmt: skip
+    return out
+
+
+def summary(records: list[dict[str, Any]], world: str, names: list[str]) -> dict[str, Any]:
+    """Per strategy in ``world``: mean and std over seeds of every split, and the views it kept."""
+    out: dict[str, Any] = {}
+    for s in names:
+        mine = [r for r in records if r["world"] == world and r["strategy"] == s]
+        if not mine:
+            continue
+        entry: dict[str, Any] = {"seeds": sorted(r["seed"] for r in mine), "learning_rate": mine[0]["learning_rate"]}
+        for split in SPLITS:
+            entry[split] = mean_std([r["metrics"][split] for r in mine if split in r["metrics"]])
+        views = sorted({v for r in mine for v in r["kept"]})
+        entry["kept"] = {v: {k: _mean([r["kept"].get(v, {}).get(k) for r in mine])
+                             for k in ("in_subset", "kept_share", "flawed_share", "flawed_share_kept")} for v in views}  # fmt: skip
+        out[s] = entry
+    return out
+
+
+def _mean(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def build_report(fam: dict[str, Any], calibration: list[dict[str, Any]], final: list[dict[str, Any]],
+                 folders: dict[str, Path], strategies: list[str]) -> dict[str, Any]:  # fmt: skip
+    """``runs``, ``calibration``, per world ``summary`` and ``vs_all``, and the headline."""
+    cal = [run_record(r) for r in calibration]
+    runs = [run_record(r) for r in final]
+    cal_names = list(dict.fromkeys(r["strategy"] for r in cal))
+    worlds = list(dict.fromkeys(r["world"] for r in runs))
+    report = {
+        "runs": runs,
+        "calibration": cal,
+        "calibration_summary": {w: {"summary": summary(cal, w, cal_names), "vs_all": versus_baseline(cal, folders, w, cal_names)}
+                                for w in dict.fromkeys(r["world"] for r in cal)},  # fmt: skip
+        "phase": {w: {"flaw_rate": fam["worlds"][w]["flaw_rate"], "summary": summary(runs, w, strategies),
+                      "vs_all": versus_baseline(runs, folders, w, strategies)} for w in worlds},  # fmt: skip
+    }
+    report["headline"] = {
+        w: {s: {"test": e["test"]["mean"], "minus_all": (p["vs_all"].get(s, {}).get("test") or {}).get("diff")}
+            for s, e in p["summary"].items()}
+        for w, p in report["phase"].items()
+    }  # fmt: skip
+    return report
+
+
+# ====================================================================== plot and markdown
+def plot_phase(results: dict[str, Any], out_dir: Path) -> Path | None:
+    """Each strategy minus ``all`` on test (points, 95% paired interval) against the noisy views' flaw rate."""
+    phase = results.get("phase") or {}
+    if not phase:
+        return None
+    from benchmarks.quality_report import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    names = sorted({s for p in phase.values() for s in p["vs_all"]})
+    for i, s in enumerate(names):
+        xs, ys, lo, hi = [], [], [], []
+        for p in sorted(phase.values(), key=lambda p: p["flaw_rate"]):
+            d = (p["vs_all"].get(s) or {}).get("test")
+            if d:
+                x = p["flaw_rate"] + (i - len(names) / 2) * 0.006  # a small offset keeps the bars apart
+                xs.append(x)
+                ys.append(100 * d["diff"])
+                lo.append(100 * (d["diff"] - d["ci95"][0]))
+                hi.append(100 * (d["ci95"][1] - d["diff"]))
+        if xs:
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=s)
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel(f"flaw rate of the noisy views ({', '.join(results['noisy_views'])})")
+    ax.set_ylabel("test accuracy minus all's (points)")
+    ax.set_title("When does dropping or down-weighting views pay? (95% paired intervals)")
+    ax.legend(fontsize=8)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "interference-phase.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pct(ms: dict[str, float] | None) -> str:
+    return "–" if not ms or ms.get("mean") != ms.get("mean") else f"{100 * ms['mean']:.1f} ± {100 * ms['std']:.1f}"
+
+
+def _diff(d: dict[str, Any] | None) -> str:
+    return "–" if not d else f"{100 * d['diff']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
+
+
+def _share(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def _table(title: str, block: dict[str, Any]) -> list[str]:
+    lines = [title, "", "| strategy | seeds | lr | test | ood_steps | retention | test − all | retention − all |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s, e in block["summary"].items():
+        d = block["vs_all"].get(s) or {}
+        lines.append(f"| {s} | {len(e['seeds'])} | {e['learning_rate']:g} | {_pct(e['test'])} | {_pct(e['ood_steps'])} | "
+                     f"{_pct(e['retention'])} | {_diff(d.get('test'))} | {_diff(d.get('retention'))} |")  # fmt: skip
+    return [*lines, ""]
+
+
+def _kept_table(world: str, block: dict[str, Any], noisy: list[str]) -> list[str]:
+    rows = [(s, e["kept"]) for s, e in block["summary"].items() if e["kept"]]
+    views = sorted({v for _, k in rows for v in k}, key=lambda v: (v not in noisy, v))
+    if not rows or not views:
+        return []
+    lines = [f"What each strategy kept in `{world}`: share of the view's candidates kept (flawed share among the kept / "
+             "among all of the view's candidates; noisy views first):", "",
+             "| strategy | " + " | ".join(views) + " |", "|---|" + "---|" * len(views)]  # fmt: skip
+    for s, kept in rows:
+        cells = []
+        for v in views:
+            k = kept.get(v)
+            cells.append("–" if not k else f"{_share(k['in_subset'])} ({_share(k['flawed_share_kept'])} / {_share(k['flawed_share'])})")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def markdown_block(results: dict[str, Any], image: Path | None) -> str:
+    """The whole INTERFERENCE block (markers included)."""
+    lines = [
+        "<!-- BEGIN INTERFERENCE -->",
+        "## When does capability-aware selection help? The view-quality axis",
+        "",
+        f"Written by `python -m benchmarks.interference` (config `{results['config_file']}`, built on "
+        f"`{results['base_config']}`; numbers in `benchmarks/results/interference.json`; this block is rewritten by "
+        "each run, nothing else in this file). Worlds differ only in how often the reference teacher flaws the views "
+        f"{', '.join(f'`{v}`' for v in results['noisy_views'])} (a wrong intermediate statement that still reaches the "
+        "right answer: the verifier cannot catch it). Oracle: `all` over the other views "
+        f"({', '.join(results['oracle_views'])}). Intervals: 95% paired bootstrap over seeds, then questions.",
+        "",
+        "### Calibration (baselines only, before any MIND run)",
+        "",
+    ]  # fmt: skip
+    for w, block in (results.get("calibration_summary") or {}).items():
+        gap = (results.get("calibration_gap") or {}).get(w)
+        lines += _table(f"World `{w}`: oracle minus all on test = {'–' if gap is None else f'{gap:+.1f}'} points "
+                        f"(mean over seeds; the phase diagram needs >= the config's min_gap).", block)  # fmt: skip
+    if not results.get("phase"):
+        lines += ["The phase diagram has not been run yet.", ""]
+    for w, block in (results.get("phase") or {}).items():
+        lines += _table(f"### World `{w}` (flaw rate {block['flaw_rate']:g})", block)
+        lines += _kept_table(w, block, results["noisy_views"])
+    if image is not None:
+        lines += [f"![interference phase]({'img/' + image.name})", ""]
+    lines.append("<!-- END INTERFERENCE -->")
+    return "\n".join(lines)
+
+
+def write_markdown(results: dict[str, Any], docs: Path) -> None:
+    """Replace the INTERFERENCE block of ``docs/results.md`` (or add it before the HISTORY block, else at the end)."""
+    image = plot_phase(results, docs / "img")
+    block = markdown_block(results, image)
+    path = docs / "results.md"
+    old = path.read_text() if path.is_file() else ""
+    if INTERFERENCE.search(old):
+        new = INTERFERENCE.sub(lambda _: block, old, count=1)
+    elif HISTORY_START in old:
+        i = old.index(HISTORY_START)
+        new = old[:i] + block + "\n\n" + old[i:]
+    else:
+        new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new)
