@@ -432,3 +432,88 @@ def test_validation_data_replaces_the_hold_out(trainer_assets, tmp_path, capsys)
     code, _, err = _run(capsys, _args(trainer_assets.model_dir, trainer_assets.data_dir, tmp_path / "o2",
                                       "--validation_data", str(everything)))  # fmt: skip
     assert code == 2 and "--validation_data" in err and "nothing left to train on" in err
+
+
+# ------------------------------------------------------------------ --views and the teacher's noise labels
+def test_views_trains_on_exactly_those_views(trainer_assets, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "out"
+    argv = _args(trainer_assets.model_dir, trainer_assets.data_dir, out, "--strategy", "all", "--views", "stepwise, equation",
+                 splits="")  # fmt: skip
+    code, result, err = _run(capsys, argv)
+    assert code == 0, err[-3000:]
+    summary = json.loads((out / "mind_summary.json").read_text())
+    assert set(summary["views"]) == {"equation", "stepwise"} and set(result["kept_share"]) == {"equation", "stepwise"}
+    # every question's candidates are exactly its verified rationales of those two views, each kept once per visit
+    from distill.data import load_questions_with_candidates
+    from tests.trainer_fixtures import load_tokenizer
+
+    questions, views, _ = load_questions_with_candidates(str(trainer_assets.data_dir), load_tokenizer(trainer_assets), "plain",
+                                                         max_length=320, views=["stepwise", "equation"])  # fmt: skip
+    assert views == ["equation", "stepwise"]
+    assert all(1 <= len(q.views) <= 2 for q in questions)
+    present = {name: v["present"] for name, v in summary["views"].items()}
+    assert sum(present.values()) == sum(v["kept"] for v in summary["views"].values())
+    assert "rows of other views left out" in err
+
+
+def test_unknown_view_exits_2_naming_the_flag_and_the_views(trainer_assets, tmp_path, capsys):  # noqa: F811
+    argv = _args(trainer_assets.model_dir, trainer_assets.data_dir, tmp_path / "out", "--views", "stepwise,telepathy")
+    code, _, err = _run(capsys, argv)
+    assert code == 2
+    assert "--views" in err and "telepathy" in err and "stepwise" in err and "socratic" in err
+
+
+def test_flawed_shares_count_the_teachers_own_labels(trainer_assets, tmp_path, capsys):  # noqa: F811
+    """``all`` keeps everything: per view, the flawed share among the kept equals the share among all
+    candidates, and both equal the share of flawed rows the trainer visited (counted here from the shards)."""
+    import pyarrow.compute as pc
+
+    from data_schemas import read_rationales
+    from distill.data import noise_label
+
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, _args(trainer_assets.model_dir, trainer_assets.data_dir, out, "--strategy", "all",
+                                      "--max_steps", "12", splits=""))  # fmt: skip
+    assert code == 0, err[-3000:]
+    views = json.loads((out / "mind_summary.json").read_text())["views"]
+    table = read_rationales(str(trainer_assets.data_dir))
+    labels = [noise_label(m) for m in table["metadata"].to_pylist()]
+    assert all(x in (0, 1) for x in labels)  # the reference teacher labels every row
+    flawed_rows = sum(labels)
+    assert flawed_rows > 0 and pc.sum(pc.equal(table["perspective"], "stepwise")).as_py() > 0
+    for v in views.values():
+        assert v["flawed_share"] == pytest.approx(v["flawed_share_kept"])
+    assert any(v["flawed_share"] > 0 for v in views.values())
+
+
+def test_tally_counts_flawed_candidates_among_present_and_kept():
+    """The per-view counts from hand-made micro-batches: exact numbers, unlabelled rows left out."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    import torch
+
+    from distill.config import MindConfig
+    from distill.trainer import MindState, MindTrainer
+
+    args = MindConfig(output_dir="unused", use_cpu=True, report_to="none")
+    fake = SimpleNamespace(mind=MindState(args, ["a", "b"], 10, 100), _metrics={"train": defaultdict(list)})
+    pending = [{
+        "questions": 2, "forward_tokens": 0, "backward_tokens": 0, "trained_tokens": 0, "consistency": 0.0,
+        "all_views": torch.tensor([0, 1, 0, 1]), "keep": torch.tensor([True, False, True, True]),
+        "alpha": torch.tensor([1.0, 0.0, 0.5, 0.5]), "scores": None, "flawed": torch.tensor([1, 1, 0, -1]),
+    }]  # fmt: skip
+    MindTrainer._tally(fake, pending)
+    t = fake.mind.totals
+    assert t["present"] == [2, 2] and t["kept"] == [2, 1]
+    assert t["labelled"] == [2, 1] and t["flawed"] == [1, 1]
+    assert t["labelled_kept"] == [2, 0] and t["flawed_kept"] == [1, 0]
+
+
+def test_noise_label_reads_the_rows_metadata():
+    from distill.data import noise_label
+
+    assert noise_label('{"noise": "flaw", "noise_step": 0}') == 1
+    assert noise_label('{"noise": "slip", "noise_step": 1}') == 0
+    assert noise_label('{"noise": "none", "noise_step": null}') == 0
+    assert noise_label('{"question": {"level": 3}}') == -1 and noise_label(None) == -1 and noise_label("not json") == -1

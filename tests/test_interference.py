@@ -1,0 +1,138 @@
+"""The interference benchmark (the view-quality axis): the family config's checks, the worlds it builds
+(identical except for which rationales are flawed), and the whole benchmark at a tiny size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from benchmarks import interference
+
+
+def _family(tmp_path, student=None, **changes) -> str:
+    base = {
+        "world": {"value_range": [1, 9], "factor_range": [2, 3], "max_value": 30, "train_steps": [2, 2]},
+        "synthesis": {"num_questions": 36, "samples": 1,
+                      "teacher": {"slip_rate": 0.1, "flaw_rate": 0.05, "slip_per_step": True}},
+        "validation_questions": 6,
+        "regimes": {"paper": {"select": {"target": 16, "seed": 0}, "train": {"max_steps": 2}}},
+        "train": {"max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "max_length": 256,
+                  "meta_warmup_steps": 1, "history_every": 1, "eval_questions": 3, "eval_max_new_tokens": 8,
+                  "num_threads": 1, "logging_steps": 1},
+        "strategies": ["all"],
+        "seeds": [0],
+    }  # fmt: skip
+    if student is not None:
+        base["student"] = str(student)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    fam = {
+        "base": "base.yaml",
+        "regime": "paper",
+        "noisy_views": ["stepwise", "equation"],
+        "worlds": {"clean": {"flaw_rate": 0.05}, "noisy": {"flaw_rate": 0.7}},
+        "calibration": {"worlds": ["noisy"], "strategies": ["all", "oracle"], "seeds": [0], "min_gap": -100.0},
+        "strategies": ["all", "oracle", "lowest_loss"],
+        "seeds": {"default": [0], "noisy": [0, 1]},
+        "tuning": {"seed": 0, "learning_rate": [1e-3]},
+        **changes,
+    }
+    path = tmp_path / "family.yaml"
+    path.write_text(yaml.safe_dump(fam))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"noisy_views": ["stepwise", "telepathy"]}, "noisy_views"),
+        ({"worlds": {"w": {"flaw_rate": 1.5}}}, "worlds.w.flaw_rate"),
+        ({"worlds": {"w": {"flaw_rate": -0.1}}}, "worlds.w.flaw_rate"),
+        ({"worlds": {"w": {"flaw_rate": "high"}}}, "worlds.w.flaw_rate"),
+        ({"worlds": {"w": {"flaw_rate": 0.2, "per_perspective": {"telepathy": {"flaw_rate": 0.1}}}}},
+         "worlds.w.per_perspective.telepathy"),
+        ({"worlds": {"w": {"flaw_rate": 0.2, "per_perspective": {"socratic": {"flaw_rate": 2}}}}},
+         "worlds.w.per_perspective.socratic.flaw_rate"),
+        ({"worlds": {"w": {"flaw_rate": 0.95}}}, "worlds.w"),  # + the base teacher's slips > 1
+        ({"worlds": {"w": {}}}, "worlds.w"),
+        ({"strategies": ["all", "magic"]}, "strategies"),
+        ({"calibration": {"worlds": ["nowhere"]}}, "calibration.worlds"),
+        ({"seeds": {"default": [0], "nowhere": [1]}}, "seeds"),
+        ({"regime": "full"}, "regime"),
+    ],
+)  # fmt: skip
+def test_bad_family_configs_fail_naming_the_key(tmp_path, change, named):
+    path = _family(tmp_path, **change)
+    with pytest.raises(SystemExit) as err:
+        interference.load_family(path)
+    assert f"{path}: {named}:" in str(err.value)
+
+
+def test_worlds_differ_only_in_the_flawed_rationales(tmp_path):
+    """Same questions, same slips, same verdicts, same validation hold-out and selection; a rationale
+    differs between the worlds only where one of them flawed it, and only the noisy views get more flaws."""
+    from data_schemas import read_rationales
+
+    fam = interference.load_family(_family(tmp_path))
+    (tmp_path / "work").mkdir()
+    built = {w: interference.world_regime(fam, w, tmp_path / "work") for w in ("clean", "noisy")}
+    rows = {}
+    for w, (cfg, regime) in built.items():
+        oracle = cfg["variants"]["oracle"]
+        assert regime.name == w and oracle["strategy"] == "all"
+        assert set(oracle["views"].split(",")) == {"backward", "shortcut", "socratic", "verbose"}
+        table = read_rationales(str(regime.data)).to_pylist()
+        rows[w] = {(r["question_id"], r["perspective"]): (r["rationale"], r["is_correct"], json.loads(r["metadata"])["noise"])
+                   for r in table}  # fmt: skip
+        rows[w + "/validation"] = sorted({r["question_id"] for r in read_rationales(str(regime.validation)).to_pylist()})
+    clean, noisy = rows["clean"], rows["noisy"]
+    assert clean.keys() == noisy.keys() and rows["clean/validation"] == rows["noisy/validation"]
+    assert all(clean[k][1] == noisy[k][1] for k in clean)  # the verifier's verdicts: slips are the same
+    differ = [k for k in clean if clean[k] != noisy[k]]
+    assert differ and all("flaw" in (clean[k][2], noisy[k][2]) for k in differ)
+    def flawed(w, views):
+        return sum(rows[w][k][2] == "flaw" for k in rows[w] if k[1] in views)
+
+    noisy_views = {"stepwise", "equation"}
+    assert flawed("noisy", noisy_views) > 2 * flawed("clean", noisy_views)
+    others = {"backward", "shortcut", "socratic", "verbose"}
+    assert flawed("noisy", others) == flawed("clean", others)
+
+
+@pytest.mark.slow
+def test_interference_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
+    # no tuning here (the quality benchmark's test covers it): the base config's learning rate
+    config = _family(tmp_path, student=tiny_lm_dirs["plain"], tuning={"learning_rate": []})
+    argv = ["--config", config, "--work", str(tmp_path / "work"), "--docs", str(tmp_path / "docs"),
+            "--results", str(tmp_path / "interference.json"), "--jobs", "2"]  # fmt: skip
+    assert interference.main(argv) == 0
+    results = json.loads((tmp_path / "interference.json").read_text())
+    assert results["calibration_passed"] is True and set(results["calibration_gap"]) == {"noisy"}
+    cal = results["calibration"]
+    assert sorted((r["world"], r["strategy"], r["seed"]) for r in cal) == [("noisy", "all", 0), ("noisy", "oracle", 0)]
+    runs = results["runs"]
+    assert sorted((r["world"], r["strategy"], r["seed"]) for r in runs) == [
+        ("clean", "all", 0), ("clean", "lowest_loss", 0), ("clean", "oracle", 0),
+        ("noisy", "all", 0), ("noisy", "all", 1), ("noisy", "lowest_loss", 0), ("noisy", "lowest_loss", 1),
+        ("noisy", "oracle", 0), ("noisy", "oracle", 1)]  # fmt: skip
+    for r in runs:
+        assert r["flaw_rate"] == {"clean": 0.05, "noisy": 0.7}[r["world"]] and r["budget"] == "steps"
+        assert set(r["metrics"]) == {"test", "ood_steps", "ood_template", "retention"} and r["n"]["test"] == 3
+        assert r["learning_rate"] == 1e-3
+        if r["strategy"] == "oracle":  # trained on the clean views only
+            assert set(r["kept"]) == {"backward", "shortcut", "socratic", "verbose"}
+        else:
+            assert {"stepwise", "equation"} <= set(r["kept"])
+    noisy_all = next(r for r in runs if r["world"] == "noisy" and r["strategy"] == "all")
+    assert noisy_all["kept"]["stepwise"]["flawed_share"] > noisy_all["kept"]["socratic"]["flawed_share"]
+    phase = results["phase"]["noisy"]
+    assert phase["vs_all"]["oracle"]["test"]["seeds"] == 2 and set(phase["vs_all"]) == {"oracle", "lowest_loss"}
+    md = (tmp_path / "docs" / "results.md").read_text()
+    assert "<!-- BEGIN INTERFERENCE -->" in md and "### World `noisy` (flaw rate 0.7)" in md and "What each strategy kept" in md
+    assert (tmp_path / "docs" / "img" / "interference-phase.png").stat().st_size > 1000
+    # resumable: --report-only trains nothing and reports the same runs
+    assert interference.main(argv + ["--report-only"]) == 0
+    again = json.loads((tmp_path / "interference.json").read_text())
+    assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in runs]
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("{")
