@@ -85,6 +85,10 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
         raise fail("noisy_views", f"unknown perspective(s) {unknown}; the world has {', '.join(PERSPECTIVES)}")
     if len(set(noisy)) == len(PERSPECTIVES):
         raise fail("noisy_views", "every view is noisy: the oracle would have no view to train on")
+    from pipeline.synthetic.teacher import FLAW_MODES
+
+    if fam.get("flaw_mode", "local") not in FLAW_MODES:
+        raise fail("flaw_mode", f"must be one of {', '.join(FLAW_MODES)}, got {fam['flaw_mode']!r}")
     if not isinstance(fam["worlds"], dict) or not fam["worlds"]:
         raise fail("worlds", "a mapping of world names to {flaw_rate: x}")
     for name, spec in fam["worlds"].items():
@@ -99,8 +103,12 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
             if view not in PERSPECTIVES:
                 raise fail(f"worlds.{name}.per_perspective.{view}", f"unknown perspective; the world has {', '.join(PERSPECTIVES)}")
             for key, value in (override or {}).items():
+                if key == "flaw_mode":
+                    if value not in FLAW_MODES:
+                        raise fail(f"worlds.{name}.per_perspective.{view}.flaw_mode", f"must be one of {', '.join(FLAW_MODES)}")
+                    continue
                 if key not in ("flaw_rate", "slip_rate"):
-                    raise fail(f"worlds.{name}.per_perspective.{view}.{key}", "unknown key (flaw_rate, slip_rate)")
+                    raise fail(f"worlds.{name}.per_perspective.{view}.{key}", "unknown key (flaw_rate, slip_rate, flaw_mode)")
                 if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                     raise fail(f"worlds.{name}.per_perspective.{view}.{key}", f"must be a number in [0, 1], got {value!r}")
         try:
@@ -141,6 +149,8 @@ def _teacher(fam: dict[str, Any], world: str) -> dict[str, Any]:
     per = dict(teacher.get("per_perspective") or {})
     for view in fam["noisy_views"]:
         per[view] = {**per.get(view, {}), "flaw_rate": float(spec["flaw_rate"])}
+        if fam.get("flaw_mode", "local") != "local":  # only when set: the teacher's options name the data's folder
+            per[view]["flaw_mode"] = fam["flaw_mode"]
     for view, override in (spec.get("per_perspective") or {}).items():
         per[view] = {**per.get(view, {}), **override}
     teacher["per_perspective"] = per

@@ -6,6 +6,7 @@ TRL-style (``--output_dir``, ``--max_steps``, ``--learning_rate`` ... are SFTCon
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -15,6 +16,8 @@ STRATEGIES = ("golden", "all", "mcc_kd", "random", "lowest_loss", "instant", "mi
 SCORING_MODES = ("shared", "separate")
 META_TARGETS = ("instant", "inertia")
 WARMUP_STUDENT = ("frozen", "uniform")
+TARGET_BASELINES = ("none", "view")
+FEATURE_SETS = ("no_target", "full")
 
 
 @dataclass
@@ -110,12 +113,38 @@ class MindConfig(SFTConfig):
                   "choices": META_TARGETS},
     )
     meta_tau: float = field(default=1.0, metadata={"help": "temperature of both softmaxes of the ListNet meta-loss"})
-    meta_learning_rate: float = field(default=1e-3, metadata={"help": "the MetaNet's own Adam learning rate"})
+    meta_target_baseline: str = field(
+        default="none",
+        metadata={"help": "what a candidate's L_real is judged against in the meta-loss: 'none' (its loss as it is) "
+                  "or 'view' (minus its view's long-term loss L_p: a rationale is scored by how much harder it is "
+                  "than its own view's usual ones, not against shorter or longer views) [ours]",
+                  "choices": TARGET_BASELINES},
+    )
+    meta_features: str = field(
+        default="no_target",
+        metadata={"help": "the MetaNet's loss features: 'no_target' (every feature but the candidate's own EMA loss, "
+                  "which is almost the inertia target itself) or 'full' (all 7, the earlier default; an ablation)",
+                  "choices": FEATURE_SETS},
+    )
+    meta_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "the MetaNet's own Adam learning rate; default: --meta_lr_ratio x the student's --learning_rate"},
+    )
+    meta_lr_ratio: float = field(
+        default=0.5,
+        metadata={"help": "the MetaNet's learning rate as a share of the student's when --meta_learning_rate is not "
+                  "set (the paper's inertia: smaller than the student's)"},
+    )
     meta_accumulation_steps: int = field(
         default=4, metadata={"help": "student optimizer steps whose meta-gradients one MetaNet step accumulates"}
     )
-    meta_warmup_steps: int = field(
-        default=20, metadata={"help": "first optimizer steps in which the MetaNet learns before it steers the student"}
+    meta_warmup_epochs: float = field(
+        default=1.0,
+        metadata={"help": "epochs of training data at the start in which only the MetaNet learns (the paper: a few "
+                  "epochs); rounded to optimizer steps; 0 = no warm-up (an ablation)"},
+    )
+    meta_warmup_steps: int | None = field(
+        default=None, metadata={"help": "the warm-up in optimizer steps instead of --meta_warmup_epochs (when set)"}
     )
     meta_warmup_student: str = field(
         default="frozen",
@@ -149,9 +178,13 @@ class MindConfig(SFTConfig):
             ("tau_student", self.tau_student > 0, "> 0"),
             ("meta_tau", self.meta_tau > 0, "> 0"),
             ("consistency_weight", self.consistency_weight >= 0, ">= 0"),
-            ("meta_learning_rate", self.meta_learning_rate > 0, "> 0"),
+            ("meta_learning_rate", self.meta_learning_rate is None or self.meta_learning_rate > 0, "> 0"),
+            ("meta_lr_ratio", self.meta_lr_ratio > 0, "> 0"),
+            ("meta_warmup_epochs", self.meta_warmup_epochs >= 0, ">= 0"),
             ("meta_accumulation_steps", self.meta_accumulation_steps >= 1, ">= 1"),
-            ("meta_warmup_steps", self.meta_warmup_steps >= 0, ">= 0"),
+            ("meta_warmup_steps", self.meta_warmup_steps is None or self.meta_warmup_steps >= 0, ">= 0"),
+            ("meta_target_baseline", self.meta_target_baseline in TARGET_BASELINES, f"one of {', '.join(TARGET_BASELINES)}"),
+            ("meta_features", self.meta_features in FEATURE_SETS, f"one of {', '.join(FEATURE_SETS)}"),
             ("meta_hidden", self.meta_hidden >= 1 and self.meta_heads >= 1 and self.meta_hidden % self.meta_heads == 0,
              "positive and divisible by --meta_heads"),
             ("inertia_beta", 0.0 <= self.inertia_beta < 1.0, "in [0, 1)"),
@@ -186,6 +219,20 @@ class MindConfig(SFTConfig):
         if self.packing or self.padding_free:
             raise ValueError("packing and padding_free are not supported by the MIND trainer (they drop columns)")
         super().__post_init__()
+
+    @property
+    def effective_meta_learning_rate(self) -> float:
+        """The MetaNet's learning rate: ``--meta_learning_rate``, else ``--meta_lr_ratio`` x the student's."""
+        return self.meta_learning_rate if self.meta_learning_rate is not None else self.meta_lr_ratio * self.learning_rate
+
+    def meta_warmup_steps_for(self, questions: int) -> int:
+        """The warm-up in optimizer steps: ``--meta_warmup_steps``, else ``--meta_warmup_epochs`` epochs of
+        ``questions`` training questions (an epoch = the optimizer steps the trainer takes to see each once)."""
+        if self.meta_warmup_steps is not None:
+            return self.meta_warmup_steps
+        per_step = self.per_device_train_batch_size * max(self.world_size, 1)
+        steps_per_epoch = math.ceil(math.ceil(questions / per_step) / max(self.gradient_accumulation_steps, 1))
+        return round(self.meta_warmup_epochs * steps_per_epoch)
 
     @property
     def view_list(self) -> list[str]:

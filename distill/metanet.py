@@ -18,7 +18,15 @@ import math
 import torch
 from torch import nn
 
-NUM_LOSS_FEATURES = 7
+#: the long-term loss features, in the order :func:`loss_features` returns them
+LOSS_FEATURES = ("candidate_loss", "view_loss", "view_trend", "never_measured", "age", "length", "progress")
+NUM_LOSS_FEATURES = len(LOSS_FEATURES)
+#: ``--meta_features``: which of them the MetaNet sees. ``no_target`` leaves out the candidate's own EMA
+#: loss, which is almost the ``inertia`` meta-target itself (the target is the same EMA one update later)
+FEATURE_SETS: dict[str, tuple[int, ...]] = {
+    "full": tuple(range(NUM_LOSS_FEATURES)),
+    "no_target": tuple(i for i, name in enumerate(LOSS_FEATURES) if name != "candidate_loss"),
+}
 
 
 def loss_features(
@@ -61,13 +69,14 @@ def to_dense(values: torch.Tensor, groups: torch.Tensor, views: torch.Tensor, nu
 class MetaNet(nn.Module):
     """Scores ``[Q, K]`` from representations ``[Q, K, R]``, loss features ``[Q, K, F]`` and a mask."""
 
-    def __init__(self, num_views: int, rep_dim: int, *, hidden: int = 64, heads: int = 4, attention: bool = True, seed: int = 0):
+    def __init__(self, num_views: int, rep_dim: int, *, hidden: int = 64, heads: int = 4, attention: bool = True,
+                 seed: int = 0, num_features: int = NUM_LOSS_FEATURES):  # fmt: skip
         super().__init__()
         self.num_views = num_views
         with torch.random.fork_rng(devices=[]):  # seeded init, identical on every rank, global RNG untouched
             torch.manual_seed(seed)
             self.rep_in = nn.Sequential(nn.LayerNorm(rep_dim), nn.Linear(rep_dim, hidden))
-            self.loss_in = nn.Linear(NUM_LOSS_FEATURES, hidden)
+            self.loss_in = nn.Linear(num_features, hidden)
             self.view_embedding = nn.Embedding(num_views, hidden)
             # no projection biases: a key bias shifts every attention logit of a query alike, so its gradient is
             # zero up to rounding, which Adam would blow up into +-lr steps (runs with other batch layouts or

@@ -176,7 +176,8 @@ class MindTrainer(SFTTrainer):
             return super().create_scheduler(num_training_steps, optimizer)
         if offset >= num_training_steps:
             raise ValueError(
-                f"--lr_schedule_after_meta_warmup: the MetaNet warm-up (--meta_warmup_steps {offset}) leaves no "
+                f"--lr_schedule_after_meta_warmup: the MetaNet warm-up ({offset} steps: --meta_warmup_epochs or "
+                f"--meta_warmup_steps) leaves no "
                 f"student step of {num_training_steps}"
             )
         optimizer = self.optimizer if optimizer is None else optimizer

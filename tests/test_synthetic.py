@@ -183,6 +183,28 @@ def test_flaw_noise_keeps_the_answer_but_breaks_a_step(train):
                 assert wrong == [out.noise_step] and out.noise_step < len(p.steps) - 1
 
 
+def test_carried_flaws_run_to_the_end_and_still_state_the_right_answer(train):
+    """``flaw_mode: carried``: one step is off and every later step goes on from the wrong value, so the
+    chain's last result is not the answer, yet the final line states the right answer (the verifier passes it)."""
+    noise = NoiseConfig(per_perspective={"stepwise": {"flaw_rate": 1.0, "flaw_mode": "carried"}})
+    teacher, local = ReferenceTeacher(noise), ReferenceTeacher(NoiseConfig(flaw_rate=1.0))
+    for i, p in enumerate(train[:100]):
+        out = teacher.write(p, "stepwise", seed=i)
+        assert out.noise == "flaw" and out.answer == p.answer
+        assert verify(out.text, str(p.answer), "arith").is_correct is True
+        lines = [STEP_LINE.match(x).groups() for x in out.text.splitlines()[:-1]]
+        wrong = [k for k, (a, op, b, r) in enumerate(lines) if int(r) != _calc(int(a), op, int(b))]
+        assert wrong == [out.noise_step]  # one wrong step; the later ones compute right from the wrong value
+        assert int(lines[-1][3]) != p.answer
+        for k in range(out.noise_step + 1, len(lines)):
+            assert int(lines[k][0]) == int(lines[k - 1][3])  # each step starts from the last written result
+        assert teacher.write(p, "equation", seed=i).noise == "none"  # other views keep the global (zero) rate
+        if len(p.steps) == 1:
+            assert local.write(p, "stepwise", seed=i).noise == "none"  # a local flaw needs two steps; carried does not
+    with pytest.raises(ValueError, match="flaw_mode"):
+        NoiseConfig(per_perspective={"stepwise": {"flaw_mode": "sideways"}})
+
+
 def test_per_perspective_noise_override(train):
     noise = NoiseConfig(slip_rate=0.0, per_perspective={"shortcut": {"slip_rate": 1.0}})
     teacher = ReferenceTeacher(noise)

@@ -109,8 +109,11 @@ def _argv(assets: Any, out: Path, strategy: str, per_device: int) -> list[str]:
         "--save_steps", "3", "--save_only_model", "false", "--report_to", "none", "--disable_tqdm", "true",
         "--eval_splits", "", "--history_every", "1",
     ]  # fmt: skip
-    if strategy == "mind":  # a MetaNet that learns fast, so its scores really shape the subsets
-        argv += ["--meta_warmup_steps", "2", "--meta_accumulation_steps", "1", "--meta_learning_rate", "0.05"]
+    if strategy == "mind":  # a MetaNet that learns fast, so its scores really shape the subsets; all its loss
+        # features: without the candidate's own (the default), a weight with a near-zero gradient picks up the
+        # ranks' rounding differences through Adam at this large rate (see tests/test_trainer.py MIND_KW)
+        argv += ["--meta_warmup_steps", "2", "--meta_accumulation_steps", "1", "--meta_learning_rate", "0.05",
+                 "--meta_features", "full"]
     return argv
 
 

@@ -1,15 +1,16 @@
-"""``mind``: the paper's method (DESIGN §5; PAPER.md). Per micro-batch the MetaNet scores every
+"""``mind``: the paper's method (docs/method.md). Per micro-batch the MetaNet scores every
 candidate from the student's representation of it, its view and the long-term loss record;
 dynamic fusion keeps the compatible subset and weights it (``fusion.py``); the trainer adds the
 alpha-weighted answer-consistency JSD. Once per optimizer step the MetaNet learns
 (Feedback-Driven Inertia Calibration): ``L_meta = KL(softmax(s/tau) || softmax(-L_real/tau))``
 over every question of the step (all micro-batches, all ranks), on its own Adam optimizer with its
-own learning rate, stepping every ``meta_accumulation_steps`` optimizer steps; during the first
-``meta_warmup_steps`` only the MetaNet learns (the student frozen, or trained on every candidate
-with equal weights).
+own learning rate (by default half the student's), stepping every ``meta_accumulation_steps``
+optimizer steps; during the first ``meta_warmup_epochs`` epochs (or ``meta_warmup_steps`` steps) only
+the MetaNet learns (the student frozen, or trained on every candidate with equal weights).
 
 Ablations by flag: ``--meta_attention false``, ``--fusion false``, ``--consistency_weight 0``,
-``--meta_target instant``, ``--meta_warmup_steps 0``.
+``--meta_target instant``, ``--meta_warmup_epochs 0``, ``--meta_features full``; ours:
+``--meta_target_baseline view``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 
 from distill.losses import listnet_kl
-from distill.metanet import MetaNet, loss_features, to_dense
+from distill.metanet import FEATURE_SETS, MetaNet, loss_features, to_dense
 from distill.strategies.base import Plan, Scored, StepBatch, Strategy, register
 from distill.strategies.fused import fused_plan
 
@@ -47,6 +48,17 @@ def rank_agreement(scores: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return out
 
 
+def view_baseline(views: torch.Tensor, ce: torch.Tensor, stats) -> torch.Tensor:
+    """Per candidate its view's long-term loss ``L_p``; for a view without a record yet, the mean of its
+    candidates' losses in ``ce`` (float64)."""
+    out = torch.empty(views.numel(), dtype=torch.float64)
+    for v in torch.unique(views).tolist():
+        rows = views == v
+        ema = stats.view_slow[v]
+        out[rows] = ema.get() if ema.ready else float(ce[rows].to(torch.float64).mean())
+    return out
+
+
 @register
 class Mind(Strategy):
     name = "mind"
@@ -55,10 +67,14 @@ class Mind(Strategy):
     def __init__(self, args, store, views, *, rep_dim: int, encoder_reps: torch.Tensor | None = None, **kw: Any):
         super().__init__(args, store, views, **kw)
         self.encoder_reps = encoder_reps  # [num_candidates, D] from a frozen sentence encoder, or None
+        self.feature_columns = list(FEATURE_SETS[args.meta_features])
         self.metanet = MetaNet(
-            len(views), rep_dim, hidden=args.meta_hidden, heads=args.meta_heads, attention=args.meta_attention, seed=args.seed
-        )
-        self.optimizer = torch.optim.Adam(self.metanet.parameters(), lr=args.meta_learning_rate)
+            len(views), rep_dim, hidden=args.meta_hidden, heads=args.meta_heads, attention=args.meta_attention,
+            seed=args.seed, num_features=len(self.feature_columns),
+        )  # fmt: skip
+        self.learning_rate = args.effective_meta_learning_rate
+        self.optimizer = torch.optim.Adam(self.metanet.parameters(), lr=self.learning_rate)
+        self.warmup_steps = args.meta_warmup_steps_for(len(store))
         self.accumulated = 0  # optimizer steps whose meta-gradients sit in .grad
         self.meta_steps = 0
 
@@ -67,14 +83,14 @@ class Mind(Strategy):
         return self.encoder_reps is None
 
     def in_warmup(self, step: int) -> bool:
-        return step < self.args.meta_warmup_steps
+        return step < self.warmup_steps
 
     def student_frozen(self, step: int) -> bool:
         return self.in_warmup(step) and self.args.meta_warmup_student == "frozen"
 
     @property
     def frozen_steps(self) -> int:  # type: ignore[override]
-        return self.args.meta_warmup_steps if self.args.meta_warmup_student == "frozen" else 0
+        return self.warmup_steps if self.args.meta_warmup_student == "frozen" else 0
 
     def features(self, batch: StepBatch, stats) -> torch.Tensor:
         if stats.ready:
@@ -86,13 +102,23 @@ class Mind(Strategy):
             lhat = view_loss = trend = torch.zeros(batch.n, dtype=torch.float64)
             seen, L, S = torch.zeros(batch.n, dtype=torch.bool), 0.0, 1.0  # noqa: N806
         age = stats.age(batch.uids, batch.step)
-        return loss_features(lhat, seen, age, view_loss, trend, batch.lengths, L, S, batch.step / max(batch.max_steps, 1))
+        feats = loss_features(lhat, seen, age, view_loss, trend, batch.lengths, L, S, batch.step / max(batch.max_steps, 1))
+        return feats[:, self.feature_columns]
+
+    def meta_target(self, batch: StepBatch, scored: Scored, stats) -> torch.Tensor:
+        """``L_real`` of the meta-loss: this step's CE (``instant``) or each candidate's EMA after it (``inertia``);
+        with ``--meta_target_baseline view``, minus the candidate's view's long-term loss ``L_p`` (before this step;
+        the micro-batch's mean of the view while the view has no record yet)."""
+        target = scored.ce if self.args.meta_target == "instant" else stats.smoothed(batch.uids, scored.ce)
+        if self.args.meta_target_baseline == "view":
+            target = target - view_baseline(batch.views, scored.ce, stats)
+        return target
 
     def plan(self, batch: StepBatch, scored: Scored | None, stats) -> Plan:
         assert scored is not None
         k = len(self.views)
         reps = self.encoder_reps[batch.uids] if self.encoder_reps is not None else scored.reps
-        target = scored.ce if self.args.meta_target == "instant" else stats.smoothed(batch.uids, scored.ce)
+        target = self.meta_target(batch, scored, stats)
         g, v, nq = batch.groups, batch.views, batch.nq
         record = {
             "reps": to_dense(reps.float(), g, v, nq, k),

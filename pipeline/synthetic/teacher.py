@@ -7,6 +7,12 @@ arguments. Per sample, one uniform draw decides the noise: ``slip`` with probabi
 one-step problem in a perspective whose flaws are wrong intermediate results), else ``none``.
 Every rationale ends with the line ``The answer is N.``
 
+A perspective's flaws come in one of two modes (``per_perspective[p]["flaw_mode"]``): ``local`` (the
+default, above: one wrong statement, the next step goes on from the right value) or ``carried``: the
+wrong value is carried through every later step, and the final line still states the right answer:
+a rationale that is right for the wrong reasons (the verifier, which reads the final answer, cannot
+catch it; a student that imitates it learns chains whose result is not the answer).
+
 With ``slip_per_step=True`` the teacher errs per step instead of per rationale: a problem of
 ``k`` solution steps slips with probability ``1 - (1 - slip_rate) ** k``, so longer (harder)
 problems fail more often, as a real teacher's do. The flaw probability stays ``flaw_rate`` and
@@ -29,6 +35,7 @@ from .world import Problem
 
 TEACHER_NAME = "synthetic/reference"
 NOISE_KINDS: tuple[str, ...] = ("none", "slip", "flaw")
+FLAW_MODES: tuple[str, ...] = ("local", "carried")
 
 
 def _check_rates(slip: float, flaw: float, where: str) -> None:
@@ -40,14 +47,14 @@ def _check_rates(slip: float, flaw: float, where: str) -> None:
 class NoiseConfig:
     """Noise rates of the reference teacher, with optional per-perspective overrides.
 
-    ``per_perspective`` maps a perspective to ``{"slip_rate": .., "flaw_rate": ..}`` (either key
-    may be left out to keep the global rate). ``slip_per_step`` turns the slip rate into a
+    ``per_perspective`` maps a perspective to ``{"slip_rate": .., "flaw_rate": .., "flaw_mode": ..}`` (any
+    key may be left out: the global rate, ``local`` flaws). ``slip_per_step`` turns the slip rate into a
     per-step rate (see the module docstring); it applies to the per-perspective rates as well.
     """
 
     slip_rate: float = 0.0
     flaw_rate: float = 0.0
-    per_perspective: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    per_perspective: Mapping[str, Mapping[str, float | str]] = field(default_factory=dict)
     slip_per_step: bool = False
 
     def __post_init__(self) -> None:
@@ -57,15 +64,22 @@ class NoiseConfig:
         for name, override in self.per_perspective.items():
             if name not in RENDERERS:
                 raise ValueError(f"NoiseConfig.per_perspective: unknown perspective {name!r}")
-            unknown = set(override) - {"slip_rate", "flaw_rate"}
+            unknown = set(override) - {"slip_rate", "flaw_rate", "flaw_mode"}
             if unknown:
                 raise ValueError(f"NoiseConfig.per_perspective[{name!r}]: unknown key(s) {sorted(unknown)}")
+            if override.get("flaw_mode", "local") not in FLAW_MODES:
+                raise ValueError(f"NoiseConfig.per_perspective[{name!r}].flaw_mode: must be one of {', '.join(FLAW_MODES)}, "
+                                 f"got {override['flaw_mode']!r}")  # fmt: skip
             _check_rates(*self.rates(name), f"NoiseConfig.per_perspective[{name!r}]")
 
     def rates(self, perspective: str) -> tuple[float, float]:
         """``(slip_rate, flaw_rate)`` for ``perspective``."""
         override = self.per_perspective.get(perspective, {})
         return override.get("slip_rate", self.slip_rate), override.get("flaw_rate", self.flaw_rate)
+
+    def flaw_mode(self, perspective: str) -> str:
+        """``local`` or ``carried`` (see the module docstring) for ``perspective``."""
+        return str(self.per_perspective.get(perspective, {}).get("flaw_mode", "local"))
 
     def slip_probability(self, slip_rate: float, steps: int) -> float:
         """Probability that a rationale of a ``steps``-step problem slips, given ``slip_rate``."""
@@ -103,6 +117,7 @@ class ReferenceTeacher:
     def __init__(self, noise: NoiseConfig | None = None):
         self.noise = noise or NoiseConfig()
         self._rates = {p: self.noise.rates(p) for p in PERSPECTIVES}
+        self._carried = {p for p in PERSPECTIVES if self.noise.flaw_mode(p) == "carried"}
 
     def write(self, problem: Problem, perspective: str, seed: int) -> TeacherOutput:
         """The rationale of ``problem`` in ``perspective``; deterministic for ``seed``."""
@@ -116,9 +131,13 @@ class ReferenceTeacher:
             slip_rate = self.noise.slip_probability(slip_rate, len(problem.steps))
         u = rng.random()
         noise, step = "none", None
+        answer = problem.steps[-1].result
         if u < slip_rate:
             trace, step = slip_trace(problem.steps, rng)
-            noise = "slip"
+            noise, answer = "slip", trace[-1][3]
+        elif u < slip_rate + flaw_rate and perspective in self._carried:
+            trace, step = slip_trace(problem.steps, rng)  # a wrong value carried to the end; the right answer stated
+            noise = "flaw"
         else:
             flawed = None
             if u < slip_rate + flaw_rate:
@@ -128,6 +147,5 @@ class ReferenceTeacher:
                 noise = "flaw"
             else:
                 trace = clean_trace(problem.steps)
-        answer = trace[-1][3]
         text = f"{render(problem, trace, rng)}\nThe answer is {answer}."
         return TeacherOutput(text=text, num_tokens=len(text.split()), noise=noise, answer=answer, noise_step=step)

@@ -27,7 +27,7 @@ class SyntheticConfig:
 
     slip_rate: float = 0.1
     flaw_rate: float = 0.05
-    per_perspective: dict[str, dict[str, float]] = field(default_factory=dict, hash=False)
+    per_perspective: dict[str, dict[str, float | str]] = field(default_factory=dict, hash=False)
     latency_s: float = 0.0
     slip_per_step: bool = False
 
