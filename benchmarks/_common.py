@@ -262,3 +262,20 @@ def profile_cumulative(profile: Any, wanted: dict[str, tuple[str, str]]) -> dict
     for label, (suffix, func) in wanted.items():
         out[label] = sum(v[3] for (file, _line, name), v in stats.items() if matches(file, name, suffix, func))
     return out
+
+
+def replace_block(path: str | Path, pattern: Any, block: str, before: str = "<!-- BEGIN HISTORY -->") -> None:
+    """Put ``block`` (a marked section of a generated Markdown file) into ``path``: in place of the text
+    ``pattern`` (a compiled regex) matches, else just before ``before``, else at the end."""
+    path = Path(path)
+    old = path.read_text() if path.is_file() else ""
+    if pattern.search(old):
+        new = pattern.sub(lambda _: block, old, count=1)
+    elif before in old:
+        i = old.index(before)
+        new = old[:i] + block + "\n\n" + old[i:]
+    else:
+        new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new)
+

@@ -19,7 +19,14 @@ named by a hash of its settings; ``--report-only`` reports the runs finished so 
    ``all`` on test is at least ``calibration.min_gap`` points there (``--force`` runs it anyway).
 3. **Phase diagram**: every strategy on every world (``seeds`` per world), each with its learning rate
    tuned per world on validation (``tuning``; test is never looked at).
-4. **Report** (:mod:`benchmarks.interference_report`): ``benchmarks/results/interference.json``
+4. **Equal FLOPs** (``budgets``): separate runs whose whole schedule is sized to each FLOP budget
+   (``max_steps`` = the budget over the strategy's FLOPs per step measured in its phase-diagram runs;
+   the learning-rate warm-up scaled with the steps), at the tuned learning rates.
+5. **Ablations** (``ablations``): variants of a strategy (MIND's flags) trained with its tuned settings,
+   reported with the phase diagram (each minus ``all``).
+6. **Frontier** (``frontier``): test and retention at several learning rates (seeds each) per world, to
+   see whether a strategy's accuracy-forgetting frontier dominates another's.
+7. **Report** (:mod:`benchmarks.interference_report`): ``benchmarks/results/interference.json``
    (``runs``: one record per run with its world, flaw rate, strategy, seed, learning rate, budget,
    metrics and ``n``; ``calibration``; per world every strategy minus ``all`` with paired intervals;
    the views each strategy kept and how flawed they were), a section of ``docs/results.md`` and the
@@ -39,7 +46,8 @@ from typing import Any
 import yaml
 
 from benchmarks._common import REPO_ROOT, emit, machine_info, make_progress, write_json, write_results
-from benchmarks.quality import STRATEGIES, Run, build_student, load_config, make_run, run_all, tune, variant_settings
+from benchmarks.quality import (STRATEGIES, Run, build_student, load_config, make_run, run_all, tune, tuned_entry,
+                                variant_settings)  # fmt: skip
 from benchmarks.quality_data import Regime, prepare_regimes
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "interference" / "flaws.yaml"
@@ -119,6 +127,12 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
     known = set(STRATEGIES) | set(fam["variants"]) | {ORACLE}
     if unknown := set(fam["strategies"]) - known:
         raise fail("strategies", f"unknown {sorted(unknown)}; choose from {', '.join(sorted(known))}")
+    ab = fam.get("ablations") or {}
+    if unknown := set(ab.get("variants", [])) - set(fam["variants"]):
+        raise fail("ablations.variants", f"{sorted(unknown)} not defined under variants")
+    for key in ("budgets", "frontier", "ablations"):
+        if unknown := set((fam.get(key) or {}).get("worlds", [])) - set(fam["worlds"]):
+            raise fail(f"{key}.worlds", f"unknown world(s) {sorted(unknown)}")
     cal = fam.setdefault("calibration", {})
     if unknown := set(cal.get("worlds", [])) - set(fam["worlds"]):
         raise fail("calibration.worlds", f"unknown world(s) {sorted(unknown)}")
@@ -199,6 +213,29 @@ def comparison_runs(cfg: dict[str, Any], regime: Regime, student: Path, work: Pa
     return [make_run(cfg, regime, student, phase, s, seed, chosen.get(s)).place(work) for seed in seeds for s in strategies]
 
 
+def flops_per_step(records: list[dict[str, Any]], world: str, strategy: str) -> float | None:
+    """A strategy's measured training FLOPs per optimizer step in ``world`` (mean over its equal-steps runs)."""
+    rates = [r["flops"] / r["steps"] for r in records
+             if r["world"] == world and r["strategy"] == strategy and r.get("steps") and r.get("flops")]  # fmt: skip
+    return sum(rates) / len(rates) if rates else None
+
+
+def budget_runs(cfg: dict[str, Any], regime: Regime, student: Path, work: Path, strategies: list[str], seeds: list[int],
+                chosen: dict[str, dict[str, Any]], budget: float, per_step: dict[str, float]) -> list[Run]:  # fmt: skip
+    """Runs whose whole schedule is sized to ``budget`` training FLOPs: ``max_steps`` = budget / the strategy's
+    measured FLOPs per step, and the learning-rate warm-up scaled by the same factor as the steps."""
+    base_steps = int(regime.train.get("max_steps", cfg["train"]["max_steps"]))
+    warmup = int(cfg["train"].get("warmup_steps", 0))
+    runs = []
+    for s in strategies:
+        if not per_step.get(s):
+            continue
+        steps = max(1, round(budget / per_step[s]))
+        sized = {**(chosen.get(s) or {}), "max_steps": steps, "warmup_steps": round(warmup * steps / base_steps)}
+        runs += [make_run(cfg, regime, student, "budget", s, seed, sized).place(work) for seed in seeds]
+    return runs
+
+
 def calibration_gap(records: list[dict[str, Any]], world: str) -> float | None:
     """Oracle minus ``all`` on test in points (mean over the seeds both have), or None."""
     by = {(r["strategy"], r["seed"]): r["metrics"]["test"] for r in records if r["world"] == world and "test" in r["metrics"]}
@@ -258,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     tuning: list[dict[str, Any]] = []
     calibration: list[dict[str, Any]] = []
     final: list[dict[str, Any]] = []
+    budgeted: list[dict[str, Any]] = []
+    frontier: list[dict[str, Any]] = []
+    ablations: list[dict[str, Any]] = []
     folders: dict[str, Path] = {}
     progress = make_progress()
     with progress:
@@ -297,7 +337,42 @@ def main(argv: list[str] | None = None) -> int:
                               world, fam["worlds"][world]["flaw_rate"])  # fmt: skip
         elif not passed and not args.calibrate_only:
             progress.console.print("calibration gap too small: the phase diagram is not run (--force runs it anyway)")
-    report = build_report(fam, calibration, final, folders, strategies)
+        spec = fam.get("ablations") or {}
+        if final and spec.get("variants") and not args.calibrate_only:  # MIND's flags, at MIND's tuned settings
+            for world in [w for w in spec.get("worlds", worlds) if w in worlds]:
+                cfg, regime = prepared[world]
+                runs = [make_run(cfg, regime, student, "ablation", v, seed, chosen[world].get(tuned_entry(cfg, v), {})).place(work)
+                        for seed in spec.get("seeds", [0]) for v in spec["variants"]]  # fmt: skip
+                folders |= {r.key: r.folder for r in runs}
+                ablations += _tag(run_all(runs, args.jobs, progress, f"ablations: {world}", live, args.device),
+                                  world, fam["worlds"][world]["flaw_rate"])  # fmt: skip
+        spec = fam.get("frontier") or {}
+        if final and spec.get("learning_rate") and not args.calibrate_only:  # accuracy against forgetting
+            for world in [w for w in spec.get("worlds", worlds) if w in worlds]:
+                cfg, regime = prepared[world]
+                names = [s for s in spec.get("strategies", strategies) if s in strategies]
+                runs = [make_run(cfg, regime, student, "frontier", s, seed, {**chosen[world].get(s, {}), "learning_rate": lr}).place(work)
+                        for seed in spec.get("seeds", [0]) for lr in spec["learning_rate"] for s in names]  # fmt: skip
+                folders |= {r.key: r.folder for r in runs}
+                frontier += _tag(run_all(runs, args.jobs, progress, f"frontier: {world}", live, args.device),
+                                 world, fam["worlds"][world]["flaw_rate"])  # fmt: skip
+        spec = fam.get("budgets") or {}
+        if final and spec.get("flops") and not args.calibrate_only:  # fair compute: schedules sized to a FLOP budget
+            for world in [w for w in spec.get("worlds", worlds) if w in worlds]:
+                cfg, regime = prepared[world]
+                names = [s for s in spec.get("strategies", strategies) if s in strategies]
+                per_step = {s: fps for s in names if (fps := flops_per_step(final, world, s))}
+                for budget in spec["flops"]:
+                    runs = budget_runs(cfg, regime, student, work, names, list(spec.get("seeds", [0])), chosen[world],
+                                       float(budget), per_step)  # fmt: skip
+                    folders |= {r.key: r.folder for r in runs}
+                    done = run_all(runs, args.jobs, progress, f"equal FLOPs {float(budget):.3g}: {world}", live, args.device)
+                    for r in _tag(done, world, fam["worlds"][world]["flaw_rate"]):
+                        r["budget"] = float(budget)
+                    budgeted += done
+    report = build_report(fam, calibration, final + ablations, folders,
+                          strategies + [v for v in (fam.get("ablations") or {}).get("variants", []) if v not in strategies],
+                          budgeted, frontier)  # fmt: skip
     results = {
         "benchmark": "interference",
         "version": 1,
@@ -305,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         "config_file": os.path.relpath(args.config, REPO_ROOT),
         "base_config": fam["base_file"],
         "noisy_views": fam["noisy_views"],
+        "flaw_mode": fam.get("flaw_mode", "local"),
         "oracle_views": clean_views(fam),
         "worlds": {w: {"flaw_rate": s["flaw_rate"], "teacher": _teacher(fam, w)} for w, s in fam["worlds"].items()},
         "machine": machine_info(),

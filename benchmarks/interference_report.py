@@ -4,14 +4,21 @@ phase plot and the INTERFERENCE block of ``docs/results.md``."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import replace_block
 from benchmarks.quality_report import INTERFERENCE, SPLITS, mean_std
 from benchmarks.quality_stats import paired_difference, per_question
 
 HISTORY_START = "<!-- BEGIN HISTORY -->"
 BASELINE = "all"
+FLAW_TEXT = {
+    "local": "`local` flaws: one wrong intermediate statement, the next step goes on from the right value",
+    "carried": "`carried` flaws: one step is off, the wrong value runs through every later step, and the last line "
+               "still states the right answer",
+}
 
 
 def run_record(r: dict[str, Any]) -> dict[str, Any]:
@@ -67,20 +74,60 @@ def summary(records: list[dict[str, Any]], world: str, names: list[str]) -> dict
     return out
 
 
+def frontier_points(records: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per world and strategy, one point per learning rate: mean test and retention over its seeds."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    keys = sorted({(r["world"], r["strategy"], r["learning_rate"]) for r in records})
+    for w, s, lr in keys:
+        mine = [r for r in records if (r["world"], r["strategy"], r["learning_rate"]) == (w, s, lr)]
+        out.setdefault(w, {}).setdefault(s, []).append({
+            "learning_rate": lr, "seeds": sorted(r["seed"] for r in mine),
+            "test": mean_std([r["metrics"]["test"] for r in mine]), "retention": mean_std([r["metrics"]["retention"] for r in mine])})  # fmt: skip
+    return out
+
+
+def dominates(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool | None:
+    """Whether frontier ``a`` dominates ``b``: every point of ``b`` is matched or beaten on both test and
+    retention (means) by some point of ``a``, and one of them strictly. None when either is empty."""
+    if not a or not b:
+        return None
+    strict = False
+    for pb in b:
+        tb, rb = pb["test"]["mean"], pb["retention"]["mean"]
+        better = [pa for pa in a if pa["test"]["mean"] >= tb and pa["retention"]["mean"] >= rb]
+        if not better:
+            return False
+        strict |= any(pa["test"]["mean"] > tb or pa["retention"]["mean"] > rb for pa in better)
+    return strict
+
+
 def _mean(values: list[float | None]) -> float | None:
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
 
 
 def build_report(fam: dict[str, Any], calibration: list[dict[str, Any]], final: list[dict[str, Any]],
-                 folders: dict[str, Path], strategies: list[str]) -> dict[str, Any]:  # fmt: skip
-    """``runs``, ``calibration``, per world ``summary`` and ``vs_all``, and the headline."""
+                 folders: dict[str, Path], strategies: list[str],
+                 budgeted: list[dict[str, Any]] | None = None,
+                 frontier: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """``runs`` (equal steps, then the equal-FLOPs runs with their budget), ``calibration``, per world
+    ``summary`` and ``vs_all``, the same per world and budget (``equal_flops``), and the headline."""
     cal = [run_record(r) for r in calibration]
     runs = [run_record(r) for r in final]
+    flops = [run_record(r) for r in budgeted or []]
     cal_names = list(dict.fromkeys(r["strategy"] for r in cal))
     worlds = list(dict.fromkeys(r["world"] for r in runs))
+    equal_flops: dict[str, dict[str, Any]] = {}
+    for budget in sorted({r["budget"] for r in flops}):
+        mine = [r for r in flops if r["budget"] == budget]
+        for w in dict.fromkeys(r["world"] for r in mine):
+            equal_flops.setdefault(w, {})[f"{budget:.4g}"] = {
+                "summary": summary(mine, w, strategies), "vs_all": versus_baseline(mine, folders, w, strategies)}
+    front = [run_record(r) for r in frontier or []]
     report = {
-        "runs": runs,
+        "runs": runs + flops,
+        "frontier": frontier_points(front),
+        "equal_flops": equal_flops,
         "calibration": cal,
         "calibration_summary": {w: {"summary": summary(cal, w, cal_names), "vs_all": versus_baseline(cal, folders, w, cal_names)}
                                 for w in dict.fromkeys(r["world"] for r in cal)},  # fmt: skip
@@ -123,12 +170,50 @@ def plot_phase(results: dict[str, Any], out_dir: Path) -> Path | None:
     ax.set_ylabel("test accuracy minus all's (points)")
     ax.set_title("When does dropping or down-weighting views pay? (95% paired intervals)")
     ax.legend(fontsize=8)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "interference-phase.png"
+    return _save(plt, fig, out_dir / "interference-phase.png")
+
+
+def plot_frontier(results: dict[str, Any], out_dir: Path) -> Path | None:
+    """Retention against test per strategy (one point per learning rate, mean over seeds), per world."""
+    front = results.get("frontier") or {}
+    if not front:
+        return None
+    from benchmarks.quality_report import _plt
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(front), figsize=(5.5 * len(front), 4.2), squeeze=False)
+    for ax, (w, per) in zip(axes[0], front.items(), strict=True):
+        for s, points in per.items():
+            pts = sorted(points, key=lambda p: p["learning_rate"])
+            ax.plot([100 * p["test"]["mean"] for p in pts], [100 * p["retention"]["mean"] for p in pts], marker="o", label=s)
+        ax.set_xlabel("test accuracy (%)")
+        ax.set_ylabel("retention accuracy (%)")
+        ax.set_title(f"world {w}: one point per learning rate")
+        ax.legend(fontsize=8)
+    return _save(plt, fig, out_dir / "interference-frontier.png")
+
+
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _frontier_lines(results: dict[str, Any]) -> list[str]:
+    front = results.get("frontier") or {}
+    lines = []
+    for w, per in front.items():
+        lines += [f"### Accuracy against forgetting: world `{w}`", "", "| strategy | learning rate | seeds | test | retention |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for s, points in per.items():
+            for p in sorted(points, key=lambda p: p["learning_rate"]):
+                lines.append(f"| {s} | {p['learning_rate']:g} | {len(p['seeds'])} | {_pct(p['test'])} | {_pct(p['retention'])} |")
+        verdicts = [f"`{s}` {'dominates' if dominates(per[s], per['all']) else 'does not dominate'} `all`"
+                    for s in per if s != "all" and dominates(per[s], per.get("all", [])) is not None]  # fmt: skip
+        lines += ["", ("Frontiers (means): " + "; ".join(verdicts) + ".") if verdicts else "", ""]
+    return lines
 
 
 def _pct(ms: dict[str, float] | None) -> str:
@@ -170,8 +255,12 @@ def _kept_table(world: str, block: dict[str, Any], noisy: list[str]) -> list[str
     return [*lines, ""]
 
 
-def markdown_block(results: dict[str, Any], image: Path | None) -> str:
-    """The whole INTERFERENCE block (markers included)."""
+NOTES = re.compile(r"<!-- BEGIN INTERFERENCE NOTES -->.*?<!-- END INTERFERENCE NOTES -->", re.S)
+
+
+def markdown_block(results: dict[str, Any], image: Path | None, frontier_image: Path | None = None, notes: str = "") -> str:
+    """The whole INTERFERENCE block (markers included); ``notes`` is its hand-written part, kept across rewrites."""
+    notes = notes or "<!-- BEGIN INTERFERENCE NOTES -->\n(analysis to be written)\n<!-- END INTERFERENCE NOTES -->"
     lines = [
         "<!-- BEGIN INTERFERENCE -->",
         "## When does capability-aware selection help? The view-quality axis",
@@ -179,9 +268,11 @@ def markdown_block(results: dict[str, Any], image: Path | None) -> str:
         f"Written by `python -m benchmarks.interference` (config `{results['config_file']}`, built on "
         f"`{results['base_config']}`; numbers in `benchmarks/results/interference.json`; this block is rewritten by "
         "each run, nothing else in this file). Worlds differ only in how often the reference teacher flaws the views "
-        f"{', '.join(f'`{v}`' for v in results['noisy_views'])} (a wrong intermediate statement that still reaches the "
-        "right answer: the verifier cannot catch it). Oracle: `all` over the other views "
+        f"{', '.join(f'`{v}`' for v in results['noisy_views'])} ({FLAW_TEXT[results.get('flaw_mode', 'local')]}: the "
+        "verifier, which reads the final answer, cannot catch it). Oracle: `all` over the other views "
         f"({', '.join(results['oracle_views'])}). Intervals: 95% paired bootstrap over seeds, then questions.",
+        "",
+        notes,
         "",
         "### Calibration (baselines only, before any MIND run)",
         "",
@@ -195,24 +286,23 @@ def markdown_block(results: dict[str, Any], image: Path | None) -> str:
     for w, block in (results.get("phase") or {}).items():
         lines += _table(f"### World `{w}` (flaw rate {block['flaw_rate']:g})", block)
         lines += _kept_table(w, block, results["noisy_views"])
+    for w, per in (results.get("equal_flops") or {}).items():
+        for budget, block in per.items():
+            lines += _table(f"### Equal FLOPs: world `{w}`, {float(budget):.3g} training FLOPs (each schedule sized to "
+                            "the budget)", block)  # fmt: skip
     if image is not None:
         lines += [f"![interference phase]({'img/' + image.name})", ""]
+    lines += _frontier_lines(results)
+    if frontier_image is not None:
+        lines += [f"![accuracy against forgetting]({'img/' + frontier_image.name})", ""]
     lines.append("<!-- END INTERFERENCE -->")
     return "\n".join(lines)
 
 
 def write_markdown(results: dict[str, Any], docs: Path) -> None:
     """Replace the INTERFERENCE block of ``docs/results.md`` (or add it before the HISTORY block, else at the end)."""
-    image = plot_phase(results, docs / "img")
-    block = markdown_block(results, image)
     path = docs / "results.md"
-    old = path.read_text() if path.is_file() else ""
-    if INTERFERENCE.search(old):
-        new = INTERFERENCE.sub(lambda _: block, old, count=1)
-    elif HISTORY_START in old:
-        i = old.index(HISTORY_START)
-        new = old[:i] + block + "\n\n" + old[i:]
-    else:
-        new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
+    found = NOTES.search(path.read_text()) if path.is_file() else None
+    block = markdown_block(results, plot_phase(results, docs / "img"), plot_frontier(results, docs / "img"),
+                           found.group(0) if found else "")  # fmt: skip
+    replace_block(path, INTERFERENCE, block, before=HISTORY_START)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import REPO_ROOT, rnd, write_json
+from benchmarks._common import REPO_ROOT, replace_block, rnd, write_json
 
 STAGE0 = "stage0"
 SINGLE = "single"  # a single-view student's name: f"{SINGLE}-{view}"
@@ -376,14 +376,4 @@ def markdown_block(results: dict[str, Any], images: list[Path]) -> str:
 
 def write_markdown(results: dict[str, Any], path: Path, images: list[Path]) -> None:
     """Replace the LATENT block of ``path`` (or add it before the HISTORY block, else at the end)."""
-    block = markdown_block(results, images)
-    old = path.read_text() if path.is_file() else ""
-    if LATENT.search(old):
-        new = LATENT.sub(lambda _: block, old, count=1)
-    elif HISTORY_START in old:
-        i = old.index(HISTORY_START)
-        new = old[:i] + block + "\n\n" + old[i:]
-    else:
-        new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
+    replace_block(path, LATENT, markdown_block(results, images), before=HISTORY_START)

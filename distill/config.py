@@ -92,6 +92,12 @@ class MindConfig(SFTConfig):
         default=0.5,
         metadata={"help": "subset rule: keep k with softmax(s/tau_student)_k >= fusion_beta * max; in (0, 1], 1 = ties of the top only"},
     )
+    meta_explore: float = field(
+        default=0.0,
+        metadata={"help": "mind, instant: probability that a candidate the fusion rule leaves out is trained anyway "
+                  "this step, at its own softmax weight (so a dropped view's loss can fall and it can come back) [ours]; "
+                  "0 = off"},
+    )
     tau_student: float = field(default=1.0, metadata={"help": "temperature of the weights alpha = softmax(s/tau_student) over I_dyn"})
     consistency_weight: float = field(
         default=0.1,
@@ -176,6 +182,7 @@ class MindConfig(SFTConfig):
             ("meta_warmup_student", self.meta_warmup_student in WARMUP_STUDENT, f"one of {', '.join(WARMUP_STUDENT)}"),
             ("fusion_beta", 0.0 < self.fusion_beta <= 1.0, "in (0, 1]"),
             ("tau_student", self.tau_student > 0, "> 0"),
+            ("meta_explore", 0.0 <= self.meta_explore <= 1.0, "in [0, 1]"),
             ("meta_tau", self.meta_tau > 0, "> 0"),
             ("consistency_weight", self.consistency_weight >= 0, ">= 0"),
             ("meta_learning_rate", self.meta_learning_rate is None or self.meta_learning_rate > 0, "> 0"),

@@ -60,6 +60,9 @@ def _family(tmp_path, student=None, **changes) -> str:
         ({"calibration": {"worlds": ["nowhere"]}}, "calibration.worlds"),
         ({"seeds": {"default": [0], "nowhere": [1]}}, "seeds"),
         ({"regime": "full"}, "regime"),
+        ({"flaw_mode": "sideways"}, "flaw_mode"),
+        ({"ablations": {"variants": ["nothing"]}}, "ablations.variants"),
+        ({"frontier": {"worlds": ["nowhere"]}}, "frontier.worlds"),
     ],
 )  # fmt: skip
 def test_bad_family_configs_fail_naming_the_key(tmp_path, change, named):
@@ -103,7 +106,9 @@ def test_worlds_differ_only_in_the_flawed_rationales(tmp_path):
 @pytest.mark.slow
 def test_interference_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
     # no tuning here (the quality benchmark's test covers it): the base config's learning rate
-    config = _family(tmp_path, student=tiny_lm_dirs["plain"], tuning={"learning_rate": []})
+    config = _family(tmp_path, student=tiny_lm_dirs["plain"], tuning={"learning_rate": []},
+                     budgets={"flops": [2.0e9], "worlds": ["noisy"], "strategies": ["all", "oracle"], "seeds": [0]},
+                     frontier={"worlds": ["noisy"], "strategies": ["all"], "learning_rate": [1e-3, 3e-3], "seeds": [0]})
     argv = ["--config", config, "--work", str(tmp_path / "work"), "--docs", str(tmp_path / "docs"),
             "--results", str(tmp_path / "interference.json"), "--jobs", "2"]  # fmt: skip
     assert interference.main(argv) == 0
@@ -111,7 +116,19 @@ def test_interference_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
     assert results["calibration_passed"] is True and set(results["calibration_gap"]) == {"noisy"}
     cal = results["calibration"]
     assert sorted((r["world"], r["strategy"], r["seed"]) for r in cal) == [("noisy", "all", 0), ("noisy", "oracle", 0)]
-    runs = results["runs"]
+    budgeted = [r for r in results["runs"] if r["budget"] != "steps"]
+    runs = [r for r in results["runs"] if r["budget"] == "steps"]
+    # equal FLOPs: each strategy's whole schedule sized to the budget from its own measured FLOPs per step
+    assert sorted((r["strategy"], r["budget"]) for r in budgeted) == [("all", 2.0e9), ("oracle", 2.0e9)]
+    for r in budgeted:
+        mine = [x for x in runs if x["world"] == "noisy" and x["strategy"] == r["strategy"]]
+        per_step = sum(x["flops"] / x["steps"] for x in mine) / len(mine)
+        assert r["steps"] == max(1, round(2.0e9 / per_step)) and r["phase"] == "budget"
+    assert set(results["equal_flops"]["noisy"]["2e+09"]["summary"]) == {"all", "oracle"}
+    # the frontier: all at two learning rates (the tuned one is the phase diagram's own run)
+    points = results["frontier"]["noisy"]["all"]
+    assert [p["learning_rate"] for p in points] == [1e-3, 3e-3] and all(p["seeds"] == [0] for p in points)
+    assert (tmp_path / "docs" / "img" / "interference-frontier.png").stat().st_size > 1000
     assert sorted((r["world"], r["strategy"], r["seed"]) for r in runs) == [
         ("clean", "all", 0), ("clean", "lowest_loss", 0), ("clean", "oracle", 0),
         ("noisy", "all", 0), ("noisy", "all", 1), ("noisy", "lowest_loss", 0), ("noisy", "lowest_loss", 1),
@@ -134,5 +151,5 @@ def test_interference_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
     # resumable: --report-only trains nothing and reports the same runs
     assert interference.main(argv + ["--report-only"]) == 0
     again = json.loads((tmp_path / "interference.json").read_text())
-    assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in runs]
+    assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in results["runs"]]
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("{")

@@ -108,7 +108,8 @@ def test_paper_train_config() -> None:
     assert args.strategy == "mind" and script.lora_r == 0 and script.eval_splits == ""
     assert args.prompt_style == "auto" and args.max_length >= 1024 + 256  # the teacher's CoT fits
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 16
-    assert 0 < args.meta_warmup_steps < args.max_steps and args.validation_questions == 0
+    assert args.meta_warmup_steps is None and args.validation_questions == 0
+    assert 0 < args.meta_warmup_steps_for(497) < args.max_steps  # one epoch of the paper's 497 questions: 32 steps
     assert args.activation_checkpointing and args.save_strategy == "no"
     # the baselines and ablations of step 5 are flags of the same command (parsed in test_doc_commands_parse)
     from distill.config import STRATEGIES

@@ -205,6 +205,35 @@ def test_carried_flaws_run_to_the_end_and_still_state_the_right_answer(train):
         NoiseConfig(per_perspective={"stepwise": {"flaw_mode": "sideways"}})
 
 
+def test_systematic_flaws_get_the_same_fact_wrong_the_same_way(train):
+    """``flaw_mode: systematic``: carried flaws whose error is a fixed function of the step (a misconception):
+    wherever a flawed rationale gets a fact wrong, it gets it wrong to the same value."""
+    noise = NoiseConfig(per_perspective={"stepwise": {"flaw_rate": 1.0, "flaw_mode": "systematic"}})
+    teacher = ReferenceTeacher(noise)
+    wrong: dict[tuple, list] = {}
+    for i, p in enumerate(train[:300]):
+        out = teacher.write(p, "stepwise", seed=i)
+        assert out.noise == "flaw" and out.answer == p.answer
+        assert verify(out.text, str(p.answer), "arith").is_correct is True
+        a, op, b, r = STEP_LINE.match(out.text.splitlines()[out.noise_step]).groups()
+        assert int(r) != _calc(int(a), op, int(b))
+        wrong.setdefault((a, op, b), []).append(int(r))
+    repeated = {k: v for k, v in wrong.items() if len(v) >= 3}  # facts that went wrong at least 3 times
+    assert len(repeated) >= 10
+    # a fact's error is one fixed value, unless the later steps cannot go on from it (a negative or inexact
+    # result), when the next offset is tried: most of a fact's wrong statements agree
+    modal = sum(max(v.count(x) for x in v) for v in repeated.values())
+    assert modal >= 0.75 * sum(len(v) for v in repeated.values())
+    random_teacher = ReferenceTeacher(NoiseConfig(per_perspective={"stepwise": {"flaw_rate": 1.0, "flaw_mode": "carried"}}))
+    spread: dict[tuple, list] = {}
+    for i, p in enumerate(train[:300]):
+        out = random_teacher.write(p, "stepwise", seed=i)
+        a, op, b, r = STEP_LINE.match(out.text.splitlines()[out.noise_step]).groups()
+        spread.setdefault((a, op, b), []).append(int(r))
+    spread = {k: v for k, v in spread.items() if len(v) >= 3}
+    assert sum(max(v.count(x) for x in v) for v in spread.values()) < 0.6 * sum(len(v) for v in spread.values())
+
+
 def test_per_perspective_noise_override(train):
     noise = NoiseConfig(slip_rate=0.0, per_perspective={"shortcut": {"slip_rate": 1.0}})
     teacher = ReferenceTeacher(noise)

@@ -12,6 +12,7 @@ A trace is a tuple of ``(op, left, right, result)`` as written in the rationale.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 from .ops import apply_op
@@ -44,10 +45,15 @@ def _propagate(steps: Sequence[Step], i: int, wrong: int) -> Trace | None:
     return tuple(out) if x != steps[-1].result else None
 
 
-def slip_trace(steps: Sequence[Step], rng: SplitMix64) -> tuple[Trace, int]:
-    """A trace with one arithmetic slip that changes the final answer, and the slipped step."""
+def slip_trace(steps: Sequence[Step], rng: SplitMix64, systematic: bool = False) -> tuple[Trace, int]:
+    """A trace with one arithmetic slip that changes the final answer, and the slipped step. ``systematic``:
+    the slipped step's error is a fixed function of its operation and operands (a misconception: the same
+    fact goes wrong the same way every time), instead of a random one."""
     i = rng.below(len(steps))
     offset = rng.below(len(_DELTAS))
+    if systematic:
+        s = steps[i]
+        offset = zlib.crc32(f"{s.op}:{s.left}:{s.right}".encode()) % len(_DELTAS)
     for k in range(len(_DELTAS)):
         wrong = steps[i].result + _DELTAS[(offset + k) % len(_DELTAS)]
         if wrong >= 0 and (trace := _propagate(steps, i, wrong)) is not None:

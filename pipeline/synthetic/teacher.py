@@ -11,7 +11,10 @@ A perspective's flaws come in one of two modes (``per_perspective[p]["flaw_mode"
 default, above: one wrong statement, the next step goes on from the right value) or ``carried``: the
 wrong value is carried through every later step, and the final line still states the right answer:
 a rationale that is right for the wrong reasons (the verifier, which reads the final answer, cannot
-catch it; a student that imitates it learns chains whose result is not the answer).
+catch it; a student that imitates it learns chains whose result is not the answer). ``systematic`` is
+``carried`` with a misconception's error: the wrong result is a fixed function of the step's
+operation and operands, so the same fact goes wrong the same way in every flawed rationale (random
+errors average out over many rationales; a misconception does not).
 
 With ``slip_per_step=True`` the teacher errs per step instead of per rationale: a problem of
 ``k`` solution steps slips with probability ``1 - (1 - slip_rate) ** k``, so longer (harder)
@@ -35,7 +38,7 @@ from .world import Problem
 
 TEACHER_NAME = "synthetic/reference"
 NOISE_KINDS: tuple[str, ...] = ("none", "slip", "flaw")
-FLAW_MODES: tuple[str, ...] = ("local", "carried")
+FLAW_MODES: tuple[str, ...] = ("local", "carried", "systematic")
 
 
 def _check_rates(slip: float, flaw: float, where: str) -> None:
@@ -117,7 +120,7 @@ class ReferenceTeacher:
     def __init__(self, noise: NoiseConfig | None = None):
         self.noise = noise or NoiseConfig()
         self._rates = {p: self.noise.rates(p) for p in PERSPECTIVES}
-        self._carried = {p for p in PERSPECTIVES if self.noise.flaw_mode(p) == "carried"}
+        self._carried = {p: self.noise.flaw_mode(p) for p in PERSPECTIVES if self.noise.flaw_mode(p) != "local"}
 
     def write(self, problem: Problem, perspective: str, seed: int) -> TeacherOutput:
         """The rationale of ``problem`` in ``perspective``; deterministic for ``seed``."""
@@ -136,7 +139,8 @@ class ReferenceTeacher:
             trace, step = slip_trace(problem.steps, rng)
             noise, answer = "slip", trace[-1][3]
         elif u < slip_rate + flaw_rate and perspective in self._carried:
-            trace, step = slip_trace(problem.steps, rng)  # a wrong value carried to the end; the right answer stated
+            # a wrong value carried to the end; the right answer stated
+            trace, step = slip_trace(problem.steps, rng, systematic=self._carried[perspective] == "systematic")
             noise = "flaw"
         else:
             flawed = None
