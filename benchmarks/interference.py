@@ -50,7 +50,7 @@ from benchmarks.quality import (STRATEGIES, Run, build_student, load_config, mak
                                 variant_settings)  # fmt: skip
 from benchmarks.quality_data import Regime, prepare_regimes
 
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "interference" / "flaws.yaml"
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "interference" / "default.yaml"
 DOCS = REPO_ROOT / "docs"
 ORACLE = "oracle"
 
@@ -123,6 +123,8 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
             _teacher(fam, name)
         except ValueError as exc:
             raise fail(f"worlds.{name}", str(exc)) from None
+    if not isinstance(fam.get("train") or {}, dict):
+        raise fail("train", "a mapping of distill.train settings (null removes the base config's)")
     fam.setdefault("variants", {})
     known = set(STRATEGIES) | set(fam["variants"]) | {ORACLE}
     if unknown := set(fam["strategies"]) - known:
@@ -184,6 +186,11 @@ def world_config(fam: dict[str, Any], world: str) -> dict[str, Any]:
     regime, strategies, variants (the oracle among them), seeds and tuning; no curve, no ablations."""
     cfg = copy.deepcopy(fam["base_config"])
     cfg["synthesis"]["teacher"] = _teacher(fam, world)
+    for key, value in (fam.get("train") or {}).items():  # the family's training settings; null removes the base's
+        if value is None:
+            cfg["train"].pop(key, None)
+        else:
+            cfg["train"][key] = value
     cfg["regimes"] = {fam["regime"]: cfg["regimes"][fam["regime"]]}
     cfg["variants"] = {**copy.deepcopy(fam["variants"]), ORACLE: {"strategy": "all", "views": ",".join(clean_views(fam))}}
     cfg["strategies"] = list(fam["strategies"])

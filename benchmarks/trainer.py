@@ -24,8 +24,8 @@ Set-up (identical for every configuration):
   logging (``logging_steps`` huge, ``report_to`` none), no saving, no evaluation, no progress bar;
 - every MindConfig flag at its default except ``meta_warmup_steps`` = ``META_WARMUP_STEPS`` (1):
   the MetaNet's warm-up (student frozen: no backward) lies inside the discarded warm-up steps, so
-  the measured ``mind`` steps are steady-state steps (the default 20 warm-up steps are cheaper
-  than these: a no-grad forward and no student update).
+  the measured ``mind`` steps are steady-state steps (the default warm-up, one epoch, is cheaper
+  per step than these: a no-grad forward and no student update).
 
 Configurations: ``sft`` = TRL's own ``SFTTrainer`` on every candidate as an independent
 prompt/completion example (token ids + ``completion_mask``, ``completion_only_loss``; the rows of

@@ -369,7 +369,10 @@ def test_run_shard_error_completions(tmp_path: Path) -> None:
         meta = json.loads(r["metadata"])
         assert "no synthetic steps" in meta["error"]
         assert meta["question"] == {"kind": "chain", "difficulty": questions[1]["difficulty"]}
-    assert all(r["finish_reason"] == "stop" and set(json.loads(r["metadata"])) == {"question"} for r in good)
+    # the good rows: the question's fields and the reference teacher's own noise label
+    assert all(r["finish_reason"] == "stop" and set(json.loads(r["metadata"])) == {"question", "noise", "noise_step"}
+               for r in good)  # fmt: skip
+    assert all(json.loads(r["metadata"])["noise"] in ("none", "slip", "flaw") for r in good)
     groups = merge_groups([result])
     assert {k: g.errors for k, g in groups.items()} == {("stepwise", TEACHER_NAME): 2, ("equation", TEACHER_NAME): 2}
     assert {k: g.unjudged for k, g in groups.items()} == {("stepwise", TEACHER_NAME): 2, ("equation", TEACHER_NAME): 2}
