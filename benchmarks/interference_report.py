@@ -18,6 +18,8 @@ FLAW_TEXT = {
     "local": "`local` flaws: one wrong intermediate statement, the next step goes on from the right value",
     "carried": "`carried` flaws: one step is off, the wrong value runs through every later step, and the last line "
                "still states the right answer",
+    "systematic": "`systematic` flaws: carried flaws whose error is a fixed function of the step (a misconception: "
+                  "the same fact goes wrong the same way every time), and the last line still states the right answer",
 }
 
 
