@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import json
 import os
@@ -278,4 +279,30 @@ def replace_block(path: str | Path, pattern: Any, block: str, before: str = "<!-
         new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(new)
+
+
+def run_benchmark_parser(doc: str, name: str, config: Path, work: Path, docs: Path) -> argparse.ArgumentParser:
+    """The arguments every run-based benchmark (quality, interference) shares: its config, work folder,
+    jobs, device, --report-only, --quick, docs and results file. The caller adds its own, then parses
+    and calls :func:`check_device`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(config), help="benchmark YAML (default: %(default)s)")
+    parser.add_argument("--work", default=str(work), help="runs and data (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each; default 2)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where runs train and evaluate, fp32 on both (default cpu; a run's key ignores it)")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: report the runs finished so far")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, results *.quick.json, no docs")
+    parser.add_argument("--docs", default=str(docs), help="where results.md and the plots go (default: %(default)s)")
+    parser.add_argument("--results", help=f"results JSON (default: benchmarks/results/{name}.json, quick: {name}.quick.json)")
+    return parser
+
+
+def check_device(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--device cuda`` needs a CUDA device (unless nothing is trained)."""
+    if args.device == "cuda" and not args.report_only:
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: torch sees no CUDA device here")
 

@@ -35,7 +35,6 @@ named by a hash of its settings; ``--report-only`` reports the runs finished so 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import sys
@@ -45,7 +44,8 @@ from typing import Any
 
 import yaml
 
-from benchmarks._common import REPO_ROOT, emit, machine_info, make_progress, write_json, write_results
+from benchmarks._common import (REPO_ROOT, check_device, emit, machine_info, make_progress, run_benchmark_parser,
+                                write_json, write_results)  # fmt: skip
 from benchmarks.quality import (STRATEGIES, Run, build_student, load_config, make_run, run_all, tune, tuned_entry,
                                 variant_settings)  # fmt: skip
 from benchmarks.quality_data import Regime, prepare_regimes
@@ -259,28 +259,16 @@ def _tag(records: list[dict[str, Any]], world: str, flaw_rate: float) -> list[di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="world-family YAML (default: %(default)s)")
-    parser.add_argument("--work", default=str(REPO_ROOT / "runs" / "interference"), help="runs and data (default: %(default)s)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each; default 2)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where runs train (fp32; not in a run's key)")
+    parser = run_benchmark_parser(__doc__, "interference", DEFAULT_CONFIG, REPO_ROOT / "runs" / "interference", DOCS)
     parser.add_argument("--worlds", help="comma-separated worlds of the phase diagram (default: the config's)")
     parser.add_argument("--strategies", help="comma-separated strategies of the phase diagram (default: the config's)")
     parser.add_argument("--calibrate-only", action="store_true", help="stop after the calibration")
     parser.add_argument("--force", action="store_true", help="run the phase diagram even if the calibration gap is too small")
-    parser.add_argument("--report-only", action="store_true", help="train nothing: report the runs finished so far")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, results *.quick.json, no docs")
-    parser.add_argument("--docs", default=str(DOCS), help="where results.md and the plots go (default: %(default)s)")
-    parser.add_argument("--results", help="results JSON (default: benchmarks/results/interference.json)")
     args = parser.parse_args(argv)
+    check_device(parser, args)
 
     from benchmarks.interference_report import build_report, write_markdown
 
-    if args.device == "cuda" and not args.report_only:
-        import torch
-
-        if not torch.cuda.is_available():
-            parser.error("--device cuda: torch sees no CUDA device here")
     fam = load_family(args.config, quick=args.quick)
     worlds = list(fam["worlds"])
     if args.worlds:

@@ -40,7 +40,6 @@ Steps (settings in the YAML config; ``--quick`` shrinks them for a smoke run):
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import fcntl
@@ -56,7 +55,8 @@ from typing import Any
 
 import yaml
 
-from benchmarks._common import QUIET_ENV, REPO_ROOT, emit, machine_info, make_progress, rnd, write_json, write_results
+from benchmarks._common import (QUIET_ENV, REPO_ROOT, check_device, emit, machine_info, make_progress, rnd,
+                                run_benchmark_parser, write_json, write_results)  # fmt: skip
 from benchmarks.quality_data import Regime, digest, prepare_regimes
 from benchmarks.quality_report import SPLITS, build_report, busy_wall_seconds, write_markdown
 
@@ -485,28 +485,14 @@ def build_student(cfg: dict[str, Any]) -> Path:
 
 # ====================================================================== main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="benchmark YAML (default: %(default)s)")
-    parser.add_argument("--work", default=str(REPO_ROOT / "runs" / "quality"), help="runs and data (default: %(default)s)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each; default 2)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="where runs train and evaluate, fp32 on both (default cpu; a run's key ignores it)")
+    parser = run_benchmark_parser(__doc__, "quality", DEFAULT_CONFIG, REPO_ROOT / "runs" / "quality", DOCS)
     parser.add_argument("--regimes", help="comma-separated regimes (default: the config's)")
     parser.add_argument("--seeds", help="comma-separated seeds of the headline strategies (default: the config's)")
     parser.add_argument("--strategies", help="comma-separated headline strategies or variants (default: the config's)")
     parser.add_argument("--no-tune", action="store_true", help="skip tuning: the config's settings for every strategy")
     parser.add_argument("--no-ablations", action="store_true", help="skip MIND's ablations")
-    parser.add_argument("--report-only", action="store_true", help="train nothing: report the runs finished so far")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, results *.quick.json, no docs")
-    parser.add_argument("--docs", default=str(DOCS), help="where results.md and the plots go (default: %(default)s)")
-    parser.add_argument("--results", help="results JSON (default: benchmarks/results/quality.json, quick: quality.quick.json)")
     args = parser.parse_args(argv)
-
-    if args.device == "cuda" and not args.report_only:
-        import torch
-
-        if not torch.cuda.is_available():
-            parser.error("--device cuda: torch sees no CUDA device here")
+    check_device(parser, args)
     cfg = load_config(args.config, quick=args.quick)
     if args.seeds:
         cfg["seeds"] = [int(s) for s in args.seeds.split(",")]
