@@ -72,16 +72,37 @@ def test_bad_family_configs_fail_naming_the_key(tmp_path, change, named):
     assert f"{path}: {named}:" in str(err.value)
 
 
-def test_worlds_differ_only_in_the_flawed_rationales(tmp_path):
+def test_family_training_settings_override_the_base(tmp_path):
+    fam = interference.load_family(_family(tmp_path, train={"meta_warmup_steps": None, "history_every": 2}))
+    cfg = interference.world_config(fam, "clean")  # the family's training settings: null removes the base's
+    assert "meta_warmup_steps" not in cfg["train"] and cfg["train"]["history_every"] == 2
+    assert cfg["train"]["max_steps"] == 2 and cfg["synthesis"]["teacher"]["per_perspective"]["stepwise"]["flaw_rate"] == 0.05
+
+
+@pytest.fixture(scope="module")
+def benchmark_run(tmp_path_factory, tiny_lm_dirs):
+    """One tiny run of the whole benchmark (calibration, phase diagram, equal FLOPs, frontier) that the
+    tests below read: its folder, its command line and its results."""
+    tmp_path = tmp_path_factory.mktemp("interference")
+    # no tuning here (the quality benchmark's test covers it): the base config's learning rate
+    config = _family(tmp_path, student=tiny_lm_dirs["plain"], tuning={"learning_rate": []}, strategies=["all", "oracle"],
+                     budgets={"flops": [2.0e9], "worlds": ["noisy"], "strategies": ["all"], "seeds": [0]},
+                     frontier={"worlds": ["noisy"], "strategies": ["all"], "learning_rate": [1e-3, 3e-3], "seeds": [0]})
+    argv = ["--config", config, "--work", str(tmp_path / "work"), "--docs", str(tmp_path / "docs"),
+            "--results", str(tmp_path / "interference.json"), "--jobs", "2"]  # fmt: skip
+    assert interference.main(argv) == 0
+    return tmp_path, argv, json.loads((tmp_path / "interference.json").read_text())
+
+
+@pytest.mark.slow
+def test_worlds_differ_only_in_the_flawed_rationales(benchmark_run):
     """Same questions, same slips, same verdicts, same validation hold-out and selection; a rationale
     differs between the worlds only where one of them flawed it, and only the noisy views get more flaws."""
     from data_schemas import read_rationales
 
-    fam = interference.load_family(_family(tmp_path, train={"meta_warmup_steps": None, "history_every": 2}))
-    cfg = interference.world_config(fam, "clean")  # the family's training settings: null removes the base's
-    assert "meta_warmup_steps" not in cfg["train"] and cfg["train"]["history_every"] == 2
-    (tmp_path / "work").mkdir()
-    built = {w: interference.world_regime(fam, w, tmp_path / "work") for w in ("clean", "noisy")}
+    tmp_path, argv, _ = benchmark_run
+    fam = interference.load_family(argv[1])
+    built = {w: interference.world_regime(fam, w, tmp_path / "work" / "main") for w in ("clean", "noisy")}  # built already
     rows = {}
     for w, (cfg, regime) in built.items():
         oracle = cfg["variants"]["oracle"]
@@ -106,15 +127,8 @@ def test_worlds_differ_only_in_the_flawed_rationales(tmp_path):
 
 
 @pytest.mark.slow
-def test_interference_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
-    # no tuning here (the quality benchmark's test covers it): the base config's learning rate
-    config = _family(tmp_path, student=tiny_lm_dirs["plain"], tuning={"learning_rate": []}, strategies=["all", "oracle"],
-                     budgets={"flops": [2.0e9], "worlds": ["noisy"], "strategies": ["all"], "seeds": [0]},
-                     frontier={"worlds": ["noisy"], "strategies": ["all"], "learning_rate": [1e-3, 3e-3], "seeds": [0]})
-    argv = ["--config", config, "--work", str(tmp_path / "work"), "--docs", str(tmp_path / "docs"),
-            "--results", str(tmp_path / "interference.json"), "--jobs", "2"]  # fmt: skip
-    assert interference.main(argv) == 0
-    results = json.loads((tmp_path / "interference.json").read_text())
+def test_interference_benchmark_end_to_end(benchmark_run, capsys):
+    tmp_path, argv, results = benchmark_run
     assert results["calibration_passed"] is True and set(results["calibration_gap"]) == {"noisy"}
     cal = results["calibration"]
     assert sorted((r["world"], r["strategy"], r["seed"]) for r in cal) == [("noisy", "all", 0), ("noisy", "oracle", 0)]
