@@ -1,4 +1,4 @@
-"""The data contract between synthesis and distillation (DESIGN §3).
+"""The data contract between synthesis and distillation (docs/design.md).
 
 Arrow schemas for question and rationale rows, the run manifest, atomic shard writing and
 validated reading. ``distill`` reads shards only through this package.

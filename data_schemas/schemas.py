@@ -1,4 +1,4 @@
-"""Arrow schemas of the data contract (DESIGN §3): question rows and rationale rows.
+"""Arrow schemas of the data contract (docs/design.md): question rows and rationale rows.
 
 A column is *required* when every writer must fill it (nulls allowed only where the
 contract says so); *optional* columns may be missing from a file and are then read as

@@ -22,7 +22,7 @@ FEATURE_SETS = ("no_target", "full")
 
 @dataclass
 class MindConfig(SFTConfig):
-    """SFTConfig plus the method's hyperparameters (DESIGN §5; every flag and default in docs/method.md).
+    """SFTConfig plus the method's hyperparameters (every flag and default in docs/method.md).
 
     Defaults are provisional: chosen by reasoning and small validation runs, to be tuned on
     validation in the quality benchmark."""

@@ -1,4 +1,4 @@
-"""Evaluate a student (DESIGN §7): decode it on a question split, verify, report accuracy.
+"""Evaluate a student (docs/design.md): decode it on a question split, verify, report accuracy.
 
 Command line::
 

@@ -1,4 +1,4 @@
-"""Dynamic perspective fusion (DESIGN §5 step 3; PAPER.md "Dynamic fusion").
+"""Dynamic perspective fusion (docs/method.md, step 4).
 
 ``I_dyn = {k : s_k >= beta * max(s)}`` made scale-free: the rule is applied to the weights
 ``p = softmax(s / tau_student)`` of the question's candidates, ``p_k >= beta * max_j p_j`` (the

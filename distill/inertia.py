@@ -1,4 +1,4 @@
-"""Inertia statistics: the student's long-term loss record as exponentially smoothed losses (DESIGN §5 step 1).
+"""Inertia statistics: the student's long-term loss record as exponentially smoothed losses (docs/method.md, step 2).
 
 Per candidate an EMA of its cross-entropy over the steps it was measured in (the MetaNet's
 long-term loss feature, and its ``inertia`` meta-target); per view a slow and a fast EMA of the

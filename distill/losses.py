@@ -1,4 +1,4 @@
-"""The losses of the student and of the MetaNet (DESIGN §5 steps 1, 4 and 5), and the student's
+"""The losses of the student and of the MetaNet (docs/method.md, steps 1, 5 and 6), and the student's
 forward pass that feeds them.
 
 - :func:`student_forward`: per candidate row the mean token cross-entropy of its completion

@@ -1,5 +1,5 @@
 """The Teaching Assistant: the paper's MetaNet, which scores every candidate rationale of a question
-against the student's current capability (DESIGN §5 step 2; PAPER.md "The Teaching Assistant").
+against the student's current capability (docs/method.md, step 3).
 
 Per candidate a feature vector: a representation of the rationale (the student's pooled last
 hidden state over the rationale, detached, or a frozen sentence encoder's embedding), a view

@@ -1,4 +1,4 @@
-"""Stage 0: pretrain a fresh tiny student on the synthetic world's retention skill (DESIGN §6).
+"""Stage 0: pretrain a fresh tiny student on the synthetic world's retention skill (docs/design.md).
 
 The retention skill ("What is the largest of 14, 7 and 22?") is learned *before* distillation,
 so that distillation's forgetting can be measured on the ``retention`` split afterwards::

@@ -1,5 +1,5 @@
 """The student: a locally built tokenizer and tiny Llama for the synthetic world, and loading of
-any local Hugging Face causal LM as a student (DESIGN §6, §5).
+any local Hugging Face causal LM as a student (docs/design.md).
 
 Nothing here downloads anything.
 

@@ -1,6 +1,6 @@
-"""Evaluation suites: named sets of question sources evaluated together (DESIGN §7).
+"""Evaluation suites: named sets of question sources evaluated together (docs/design.md).
 
-``paper`` is the MIND paper's evaluation (PAPER.md): in-distribution MATH500, GSM8K, SVAMP;
+``paper`` is the MIND paper's evaluation (docs/evaluation.md): in-distribution MATH500, GSM8K, SVAMP;
 out-of-distribution CommonsenseQA, StrategyQA and GPQA-Diamond. Each member reads its questions
 with its :mod:`pipeline.sources` loader (which sets the task, hence the answer checker of
 :func:`pipeline.verify.verify`) from the shared data folder:

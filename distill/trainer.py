@@ -1,5 +1,5 @@
 """The MIND trainer: an ``SFTTrainer`` whose loss is built per question from its candidate
-rationales by a strategy (DESIGN §5; ``distill.strategies``). This file is the glue; the method's
+rationales by a strategy (docs/method.md; ``distill.strategies``). This file is the glue; the method's
 parts live in ``metanet.py`` (the Teaching Assistant), ``inertia.py`` (long-term loss record),
 ``fusion.py`` (subset and weights), ``losses.py`` (forward pass, consistency, meta-loss) and
 ``strategies/`` (one small class per strategy).

@@ -1,4 +1,4 @@
-"""The ``select`` Prefect flow: hard-first selection of a rationale run as a task (DESIGN §4).
+"""The ``select`` Prefect flow: hard-first selection of a rationale run as a task (docs/design.md).
 
 The same step as ``python -m pipeline.select`` (:func:`pipeline.select.run_selection`): each
 question's difficulty (teacher failure rate across views x samples, or with ``difficulty=

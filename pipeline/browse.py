@@ -1,4 +1,4 @@
-"""Browse rationale shards (DESIGN §4 "Browse"): statistics, one question side by side, filtered lists.
+"""Browse rationale shards (docs/design.md): statistics, one question side by side, filtered lists.
 
     python -m pipeline.browse DIR stats [--json]
     python -m pipeline.browse DIR show QUESTION_ID [--width N] [--json]

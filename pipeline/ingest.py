@@ -1,4 +1,4 @@
-"""Ingest existing rationale files into a rationale run directory (DESIGN §4), re-verified.
+"""Ingest existing rationale files into a rationale run directory (docs/design.md), re-verified.
 
     python -m pipeline.ingest gsm8k-model-solutions ../shared/data/gsm8k/example_model_solutions.jsonl --out runs/gsm8k-models
     python -m pipeline.ingest mentor-kd ../shared/data/mentor_kd/svamp_3_train.json --out runs/mkd-svamp

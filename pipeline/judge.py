@@ -1,4 +1,4 @@
-"""A judge model: a second verdict beside the rule verifier (DESIGN §4 "Paper data regime").
+"""A judge model: a second verdict beside the rule verifier (docs/design.md).
 
 The rule verifier (:mod:`pipeline.verify`) leaves a row *unjudged* (``is_correct`` null) when no
 final answer can be read from the rationale, or the comparison with the gold answer cannot

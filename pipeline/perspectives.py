@@ -1,4 +1,4 @@
-"""Perspectives: named reasoning styles defined in YAML files, not code (DESIGN §4).
+"""Perspectives: named reasoning styles defined in YAML files, not code (docs/design.md).
 
 A perspective is a system prompt, optional few-shot examples, an instruction template with a
 ``{question}`` placeholder and an answer format. A *perspective set* is a YAML file::

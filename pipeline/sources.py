@@ -1,4 +1,4 @@
-"""Question sources (DESIGN §4): each yields question rows of the contract with stable ids.
+"""Question sources (docs/design.md): each yields question rows of the contract with stable ids.
 
 A source is selected by name through a small registry::
 
@@ -19,7 +19,7 @@ questions in the same order and share ids, so their two rationale styles join on
 ``gpqa:<Record ID>``, and for generic files the id column or else
 :func:`pipeline.ids.content_question_id`.
 
-The paper's evaluation sets (DESIGN §7, ``../shared/data``)::
+The paper's evaluation sets (docs/evaluation.md; the files under a data folder such as ``$MIND_SHARED_DATA``)::
 
     load_questions("math500", "../shared/data/math500")            # task math, difficulty = MATH level
     load_questions("commonsense_qa", "../shared/data/mentor_kd")   # commonsense_qa_test.json, letters A-E

@@ -1,4 +1,4 @@
-"""Answer extraction and verification per task (DESIGN §4 "Verification").
+"""Answer extraction and verification per task (docs/design.md).
 
 Every task has a *kind* that selects the extractor and the comparison:
 

@@ -1,4 +1,4 @@
-"""The method's parts on hand-made inputs (DESIGN §5): fusion, consistency divergences, the ListNet
+"""The method's parts on hand-made inputs (docs/method.md): fusion, consistency divergences, the ListNet
 meta-loss and the MetaNet, MCC-KD's diversity filter, and the canonical answer line whose answer
 tokens align across the views of a question."""
 

@@ -53,7 +53,7 @@ def write(tmp_path: Path, text: str, name: str = "set.yaml") -> Path:
 # ---------------------------------------------------------------------------- built-ins
 
 
-# The paper's eight perspectives (../shared/PAPER.md), in its order.
+# The paper's eight perspectives (docs/perspectives.md), in its order.
 MIND8 = [
     "formal_symbolic", "intuitive", "decomposition", "planning", "analogy", "socratic", "contrastive", "counterfactual"
 ]

@@ -1,4 +1,4 @@
-"""The MIND trainer on a tiny local student (DESIGN §5): the forward pass, GA invariance, warm-up,
+"""The MIND trainer on a tiny local student (docs/method.md): the forward pass, GA invariance, warm-up,
 resume, every strategy and ablation end to end, compute accounting.
 
 Everything runs the real code paths (``MindTrainer`` = TRL ``SFTTrainer`` + HF ``Trainer``) on CPU in

@@ -4,7 +4,7 @@ The same global batch (1 process x 4 questions, or 2 processes x 2 questions) mu
 same logged losses, the same statistics and MetaNet, the same subsets and the same model, for
 ``mind`` (MetaNet warm-up, then fusion and the consistency term; the MetaNet learning every step)
 and ``mcc_kd`` (random diverse pairs and the bidirectional-KL term).
-Every rank must also hold identical MIND state (DESIGN §5: "identical on every rank").
+Every rank must also hold identical MIND state (docs/method.md: "identical on every rank").
 
 Notes on the set-up (each one was needed for an exact comparison):
 

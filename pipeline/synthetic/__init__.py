@@ -1,4 +1,4 @@
-"""The synthetic reasoning world (DESIGN §6): procedural word problems and a reference teacher.
+"""The synthetic reasoning world (docs/design.md): procedural word problems and a reference teacher.
 
 - :mod:`.world`: :class:`WorldConfig`, :func:`generate_problems`, :func:`generate_questions`,
   :func:`problem_from_question_row` and the splits.

@@ -1,4 +1,4 @@
-"""Procedural multi-step arithmetic word problems (DESIGN §6).
+"""Procedural multi-step arithmetic word problems (docs/design.md).
 
 A problem is a chain ``x0 -> x1 -> ... -> xn`` of exact integer operations (add, subtract,
 multiply, exact divide) told through a story frame (:mod:`.templates`). Every intermediate value

@@ -38,7 +38,7 @@ class GenerationRequest:
 
     ``messages`` is the chat form (system, few-shot turns, user); ``prompt`` the same
     rendered as plain text for models without a chat template. ``question`` is the
-    question row (DESIGN §3 question columns) for backends that solve from it (synthetic).
+    question row (docs/design.md) for backends that solve from it (synthetic).
     """
 
     question_id: str

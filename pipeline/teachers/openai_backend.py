@@ -1,4 +1,4 @@
-"""The ``openai`` teacher: any OpenAI-compatible HTTP server, e.g. ``vllm serve`` (DESIGN §4).
+"""The ``openai`` teacher: any OpenAI-compatible HTTP server, e.g. ``vllm serve`` (docs/design.md).
 
 Requests go to ``{base_url}/chat/completions`` (``use_chat``, with the request's messages) or
 ``{base_url}/completions`` (with its plain-text prompt), asynchronously with at most

@@ -1,6 +1,6 @@
 """The ``transformers`` teacher: batched, left-padded generation with a local HF causal LM.
 
-A CPU/GPU fallback for machines without vLLM (DESIGN §4). Decoding is a small explicit loop
+A CPU/GPU fallback for machines without vLLM (docs/design.md). Decoding is a small explicit loop
 over the model's forward pass with a KV cache instead of ``model.generate``, because
 ``generate`` samples every row of a batch from one global RNG, so a row's sample would depend
 on its batch neighbours. Here:

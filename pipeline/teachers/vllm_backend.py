@@ -1,4 +1,4 @@
-"""The ``vllm`` teacher: an offline ``vllm.LLM`` engine on local GPUs (DESIGN §4, §8).
+"""The ``vllm`` teacher: an offline ``vllm.LLM`` engine on local GPUs (docs/design.md).
 
 vLLM is an optional extra (``pip install 'mind-distill[vllm]'`` on a GPU machine) and is only
 imported when a :class:`VLLMBackend` is built. All requests of one ``generate`` call go to the
