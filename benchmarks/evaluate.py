@@ -9,7 +9,7 @@ the last line of stdout is one JSON object with the headline figures.
 
 Set-up:
 
-- student: the embedded default (``distill.student.default_student_dir``'s folder under
+- student: the embedded default (``distill.default_student.default_student_dir``'s folder under
   ``runs/students`` when ``ensure_default_student`` has built it; otherwise
   ``build_student(build_world_tokenizer())``, the same tiny Llama and world tokenizer before
   stage-0 pretraining: same cost per token, but it stops at other places), float32, in eval mode;
@@ -82,7 +82,8 @@ TARGETS_GPU = {"vectorised_over_rows": 5.0}  # checked only when the benchmark r
 # ====================================================================== set-up
 def load_default_student(device: str = "cpu") -> tuple[Any, Any, str]:
     """The embedded default student if built, else the same architecture untrained; and what it is."""
-    from distill.student import build_student, build_world_tokenizer, default_student_dir, load_student
+    from distill.default_student import default_student_dir
+    from distill.student import build_student, build_world_tokenizer, load_student
 
     default = default_student_dir(REPO_ROOT / "runs" / "students", seed=0)
     if (default / "config.json").is_file():

@@ -46,7 +46,7 @@ import numpy as np
 import yaml
 
 from benchmarks._common import REPO_ROOT, emit, machine_info, make_progress, quiet_libraries
-from benchmarks.latent_report import SINGLE, STAGE0, shown_path, write_outputs
+from benchmarks.latent_report import SINGLE, STAGE0, Points, shown_path, single_view_points, write_outputs
 from benchmarks.quality import Run, build_student, make_run, planned_runs, run_all, tune
 from benchmarks.quality import load_config as load_quality_config
 from benchmarks.quality_data import Regime, digest, prepare_regimes
@@ -189,15 +189,6 @@ def train_missing(students: list[Student], jobs: int, progress: Any, device: str
 
 
 # ====================================================================== measuring
-@dataclasses.dataclass
-class Points:
-    """A student's pooled states of the held-out set, row-aligned with ``views`` and ``questions``."""
-
-    x: np.ndarray
-    views: np.ndarray
-    questions: np.ndarray
-
-
 def embed(student: Student, heldout: Path, cfg: dict[str, Any], train: dict[str, Any]) -> Points:
     """The held-out set through ``student`` (its own tokenizer, the trainer's formatting)."""
     from distill.formatting import DEFAULT_ANSWER_TEMPLATE
@@ -221,12 +212,6 @@ def measured(points: Points, cfg: dict[str, Any], labels: np.ndarray | None = No
 
     labels = points.views if labels is None else labels
     return measure(points.x, labels, points.questions, k=int(cfg["measures"]["knn"]), invariance=invariance)
-
-
-def single_view_points(single: dict[str, Points]) -> Points:
-    """Each single-view student's states of its own view's rationales, together (the paper's figure)."""
-    parts = [(p.x[p.views == v], p.views[p.views == v], p.questions[p.views == v]) for v, p in sorted(single.items())]
-    return Points(*(np.concatenate([part[i] for part in parts]) for i in range(3)))
 
 
 def same_text_control(single: dict[str, Points], cfg: dict[str, Any]) -> Any:

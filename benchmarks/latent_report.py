@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -46,10 +47,23 @@ def write_outputs(results: dict[str, Any], path: Path, docs: Path, points: dict[
     write_markdown(results, docs / "results.md", images)
 
 
+@dataclasses.dataclass
+class Points:
+    """A student's pooled states of the held-out set, row-aligned with ``views`` and ``questions``."""
+
+    x: np.ndarray
+    views: np.ndarray
+    questions: np.ndarray
+
+
+def single_view_points(single: dict[str, Points]) -> Points:
+    """Each single-view student's states of its own view's rationales, together (the paper's figure)."""
+    parts = [(p.x[p.views == v], p.views[p.views == v], p.questions[p.views == v]) for v, p in sorted(single.items())]
+    return Points(*(np.concatenate([part[i] for part in parts]) for i in range(3)))
+
+
 def _point_sets(points: dict[str, Any]) -> dict[str, Any]:
     """Every point set to map: each student's held-out states, and the single-view figure's."""
-    from benchmarks.latent import single_view_points
-
     single = {n.removeprefix(f"{SINGLE}-"): p for n, p in points.items() if n.startswith(f"{SINGLE}-")}
     sets = dict(points)
     if len(single) > 1:

@@ -59,9 +59,10 @@ from benchmarks._common import (QUIET_ENV, REPO_ROOT, check_device, emit, machin
                                 run_benchmark_parser, write_json, write_results)  # fmt: skip
 from benchmarks.quality_data import Regime, digest, prepare_regimes
 from benchmarks.quality_report import SPLITS, build_report, busy_wall_seconds, write_markdown
+from data_schemas.run_files import MIND_SUMMARY, STAGE0
+from distill.strategies import STRATEGIES
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "quality" / "default.yaml"
-STRATEGIES = ("golden", "all", "mcc_kd", "random", "lowest_loss", "instant", "mind")
 DOCS = REPO_ROOT / "docs"
 
 #: --quick: a smoke run of the whole pipeline (minutes, numbers meaningless)
@@ -303,7 +304,7 @@ def _train(run: Run, device: str) -> dict[str, Any]:
         tail = log.read_text()[-2000:]
         raise RuntimeError(f"run {run.folder.name} failed (exit {proc.returncode}); log {log}:\n{tail}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    summary = json.loads((run.folder / "out" / "mind_summary.json").read_text())
+    summary = json.loads((run.folder / "out" / MIND_SUMMARY).read_text())
     record = {
         "key": run.key,
         "phase": run.phase,
@@ -475,7 +476,7 @@ def build_student(cfg: dict[str, Any]) -> Path:
     if cfg.get("student"):
         return Path(cfg["student"])
     from distill.pretrain import Stage0Settings
-    from distill.student import ensure_default_student
+    from distill.default_student import ensure_default_student
     from pipeline.synthetic.world import WorldConfig
 
     settings = Stage0Settings(**cfg["stage0"])
@@ -579,7 +580,7 @@ def _brief(record: dict[str, Any]) -> dict[str, Any]:
 
 def _stage0_record(student: Path) -> dict[str, Any] | None:
     """The stage-0 student's own record (its retention accuracy before any distillation)."""
-    path = Path(student) / "stage0.json"
+    path = Path(student) / STAGE0
     if not path.is_file():
         return None
     data = json.loads(path.read_text())

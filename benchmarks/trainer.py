@@ -8,7 +8,7 @@ the last line of stdout is one JSON object with the headline figures.
 
 Set-up (identical for every configuration):
 
-- student: the embedded default (``distill.student.ensure_default_student``'s folder under
+- student: the embedded default (``distill.default_student.ensure_default_student``'s folder under
   ``runs/students``) when it has been built; otherwise ``build_student(build_world_tokenizer())``,
   the same tiny Llama and world tokenizer before stage-0 pretraining (training cost is identical);
   saved once and reloaded fresh for every run (same weights);
@@ -169,7 +169,8 @@ def _device() -> str:
 
 def prepare(tmp: Path, questions: int) -> dict[str, Any]:
     """Write the rationale shards and find (or build and save) the student; returns the spec."""
-    from distill.student import build_student, build_world_tokenizer, default_student_dir
+    from distill.default_student import default_student_dir
+    from distill.student import build_student, build_world_tokenizer
     from pipeline.synthesis import iter_question_shards, load_config, run_shard
 
     t = time.perf_counter()

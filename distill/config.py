@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from trl import SFTConfig
 
-STRATEGIES = ("golden", "all", "mcc_kd", "random", "lowest_loss", "instant", "mind")
+from distill.strategies import CONSISTENT, STRATEGIES
+
 SCORING_MODES = ("shared", "separate")
 META_TARGETS = ("instant", "inertia")
 WARMUP_STUDENT = ("frozen", "uniform")
@@ -213,13 +214,15 @@ class MindConfig(SFTConfig):
             raise ValueError(
                 f"--lr_schedule_after_meta_warmup is only used by --strategy mind (got --strategy {self.strategy})"
             )
-        if not self.answer_template and (self.consistency_weight > 0 and self.strategy in ("mind", "instant", "mcc_kd")):
+        if not self.answer_template and (self.consistency_weight > 0 and self.strategy in CONSISTENT):
             raise ValueError("--consistency_weight > 0 needs an answer span: set --answer_template (or --consistency_weight 0)")
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:
             self.activation_checkpointing = True
         # our collator carries extra columns and builds labels itself; packing/padding-free would drop them
         self.remove_unused_columns = False
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        if self.use_cpu or not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # nothing to pin for: torch warns on every CPU run otherwise
         if self.bf16 is None and (self.use_cpu or not torch.cuda.is_available()):
             # TRL defaults to bf16 autocast; on a CPU that is slower and makes results depend on batch shapes
             self.bf16 = False

@@ -20,9 +20,11 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from data_schemas.run_files import CURVE
+
 __all__ = ["CURVE_FILE", "FlopCurveCallback", "parse_flop_grid", "prediction_dir"]
 
-CURVE_FILE = "curve.json"
+CURVE_FILE = CURVE
 
 
 def parse_flop_grid(text: str, flag: str = "--curve_flops") -> list[float]:

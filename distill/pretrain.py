@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from data_schemas.run_files import STAGE0
 from pipeline.ids import derive_seed
 
 from .formatting import encode_example, encode_prompt
@@ -65,7 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["STAGE0_FILE", "Stage0Settings", "evaluate_retention", "main", "run_stage0"]
 
-STAGE0_FILE = "stage0.json"
+STAGE0_FILE = STAGE0
 STAGE0_VERSION = 1  # bump when stage 0 changes in a way that changes the trained model
 
 # settings that do not change the trained weights (left out of the default student's hash)

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from distill.evaluate import EvalResult, load_split_questions, write_predictions
+from distill.eval_records import EvalResult, write_predictions
+from distill.question_sets import load_split_questions
 
 __all__ = [
     "SUITES",

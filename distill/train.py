@@ -25,12 +25,14 @@ import torch
 from transformers import set_seed
 from trl import TrlParser
 
+from data_schemas.run_files import EVAL_RESULTS, MIND_STATE
 from data_schemas import ContractError
 from distill.config import MindConfig, MindScriptArguments
 from distill.cpu_memory import keep_freed_memory
 from distill.curve import CURVE_FILE, FlopCurveCallback, parse_flop_grid, prediction_dir
 from distill.data import CandidateStore, held_out_split, load_questions_with_candidates
 from pipeline.sources import synthetic_world_of
+from distill.default_student import ensure_default_student
 from distill.formatting import resolve_style
 from distill.student import (
     LoraSettings,
@@ -38,11 +40,10 @@ from distill.student import (
     TokenizerMismatchError,
     build_student,
     build_world_tokenizer,
-    ensure_default_student,
     load_student,
     set_torch_threads,
 )
-from distill.trainer import MIND_STATE, MindTrainer
+from distill.trainer import MindTrainer
 
 logger = logging.getLogger("distill.train")
 
@@ -68,6 +69,10 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
     """Train, save and evaluate; return the summary printed as the last line."""
     if not script.data:
         raise ContractError("--data", "a folder of rationale shards is required (e.g. the output of flows.synthesize)")
+    for flag, folder in (("--data", script.data), ("--validation_data", script.validation_data)):
+        if folder and not Path(folder).is_dir():  # checked before the student is loaded
+            what = "does not exist" if not Path(folder).exists() else "is a file, not a folder of rationale runs"
+            raise ContractError(flag, f"{folder} {what} (give the run folder, or a folder of runs)")
     resume = args.resume_from_checkpoint
     if resume and not (Path(resume) / MIND_STATE).is_file():  # fail before loading anything, without a traceback
         raise ContractError(
@@ -151,7 +156,7 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
             batch_size=max(args.per_device_eval_batch_size, 32),
         )  # fmt: skip
         results = {name: r.summary() for name, r in evals.items()}
-        (Path(args.output_dir) / "eval_results.json").write_text(json.dumps(results, indent=2))
+        (Path(args.output_dir) / EVAL_RESULTS).write_text(json.dumps(results, indent=2))
     return {
         "strategy": args.strategy,
         "seed": args.seed,

@@ -41,17 +41,16 @@ from transformers.optimization import get_scheduler
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTTrainer
 
+from data_schemas.run_files import MIND_STATE, MIND_SUMMARY
 from distill.config import MindConfig
 from distill.data import CandidateCollator, CandidateStore
 from distill.grad_share import gradient_shares
 from distill.inertia import InertiaStats
 from distill.losses import RowOutputs, answer_consistency, causal_lm, student_forward
-from distill.strategies import Plan, Scored, StepBatch, build_strategy
+from distill.strategies import CONSISTENT, Plan, Scored, StepBatch, build_strategy
 
 logger = logging.getLogger(__name__)
 
-MIND_STATE = "mind_state.pt"
-CONSISTENT = ("mind", "instant", "mcc_kd")  # strategies with an answer-consistency term
 
 
 def sequence_nll(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -516,6 +515,6 @@ class MindTrainer(SFTTrainer):
         result = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         if self.args.should_save:
             Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
-            with open(Path(self.args.output_dir) / "mind_summary.json", "w") as fh:
+            with open(Path(self.args.output_dir) / MIND_SUMMARY, "w") as fh:
                 json.dump(self.summary(), fh, indent=2)
         return result

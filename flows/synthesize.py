@@ -42,7 +42,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from data_schemas import ContractError, RunWriter, load_manifest
 from flows.prefect_api import PrefectApiUnavailable, prefect_api
-from pipeline import browse
+from pipeline import shards
 from pipeline.synthesis import (
     ShardResult,
     SynthesisConfig,
@@ -150,8 +150,8 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
     if planned == 0:
         raise ContractError(f"source {cfg.source.kind}", "no questions")
 
-    groups = browse.stats(run_dir)
-    judge = browse.judge_stats(run_dir)
+    groups = shards.stats(run_dir)
+    judge = shards.judge_stats(run_dir)
     manifest = writer.finalize({"groups": groups, "shards": planned} | ({"judge": judge} if judge else {}))
     update_progress_artifact(
         progress_id, 100.0, f"run {run_id}: " + _progress_text(planned, planned, sum(r.rows for r in results), skipped)
@@ -197,7 +197,7 @@ JUDGE_COLUMNS = {
 
 
 def judge_rows(judge: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The judge counts of :func:`pipeline.browse.judge_stats` as artifact rows (empty without a judge)."""
+    """The judge counts of :func:`pipeline.shards.judge_stats` as artifact rows (empty without a judge)."""
     if not judge:
         return []
     return [

@@ -293,7 +293,7 @@ def test_light_import_and_fast_manifest_reader(tmp_path):
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    from data_schemas.light import read_manifest_fast
+    from data_schemas.fast_manifest import read_manifest_fast
 
     run = tmp_path / "run"
     run.mkdir()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from distill.default_student import default_student_dir, ensure_default_student
 from distill.formatting import PLAIN_TEMPLATE, encode_example, encode_prompt
 from distill.pretrain import STAGE0_FILE, Stage0Settings, main, run_stage0
 from distill.student import (
@@ -26,8 +27,6 @@ from distill.student import (
     build_student,
     build_world_tokenizer,
     check_tokenizer_matches,
-    default_student_dir,
-    ensure_default_student,
     greedy_generate,
     load_student,
     tiny_llama_config,
@@ -243,12 +242,12 @@ def test_ensure_default_student_builds_once(tmp_path, monkeypatch):
     weights = next(path.glob("*.safetensors"))
     mtime = weights.stat().st_mtime_ns
 
-    import distill.pretrain
+    import distill.default_student
 
     def fail(*args, **kwargs):
         raise AssertionError("the default student was rebuilt")
 
-    monkeypatch.setattr(distill.pretrain, "run_stage0", fail)
+    monkeypatch.setattr(distill.default_student, "run_stage0", fail)
     assert ensure_default_student(tmp_path, seed=0, progress=False, settings=settings) == path
     assert weights.stat().st_mtime_ns == mtime
     # anything that changes the student changes the folder

@@ -517,3 +517,24 @@ def test_noise_label_reads_the_rows_metadata():
     assert noise_label('{"noise": "slip", "noise_step": 1}') == 0
     assert noise_label('{"noise": "none", "noise_step": null}') == 0
     assert noise_label('{"question": {"level": 3}}') == -1 and noise_label(None) == -1 and noise_label("not json") == -1
+
+
+@pytest.mark.parametrize("which", ["file", "missing"])
+def test_data_that_is_not_a_folder_exits_2_naming_it_before_the_student_loads(trainer_assets, tmp_path, capsys, which):  # noqa: F811
+    shard = next(Path(trainer_assets.data_dir).rglob("*.parquet"))
+    data = shard if which == "file" else tmp_path / "nowhere"
+    argv = _args(tmp_path / "no-student-here", data, tmp_path / "out")  # the student folder does not exist either
+    code, _, err = _run(capsys, argv)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--data" in lines[0] and str(data) in lines[0] and "Traceback" not in err
+
+
+def test_no_pin_memory_warning_on_the_cpu(trainer_assets, tmp_path, capsys, recwarn):  # noqa: F811
+    """A normal CPU run (no --use_cpu: the machine has no GPU) warns of nothing about pinned memory."""
+    argv = _args(trainer_assets.model_dir, trainer_assets.data_dir, tmp_path / "out", "--strategy", "all", "--max_steps", "1",
+                 splits="")  # fmt: skip
+    i = argv.index("--use_cpu")
+    code, _, err = _run(capsys, argv[:i] + argv[i + 2 :])
+    assert code == 0, err[-2000:]
+    assert "pin_memory" not in err and not [w for w in recwarn if "pin_memory" in str(w.message)]

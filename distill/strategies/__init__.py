@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.strategies import fused, mcc_kd, mind, simple  # noqa: F401 - registers the strategies
+# registering the strategies, in the order the CLI and the docs list them
+from distill.strategies import simple  # noqa: F401, I001  (golden, all, random, lowest_loss)
+from distill.strategies import mcc_kd  # noqa: F401, I001
+from distill.strategies import fused  # noqa: F401, I001  (instant)
+from distill.strategies import mind  # noqa: F401, I001
 from distill.strategies.base import REGISTRY, Plan, Scored, StepBatch, Strategy
+
+#: every strategy's name: the one list (``--strategy``'s choices, configs and benchmarks read it)
+STRATEGIES: tuple[str, ...] = tuple(REGISTRY)
+#: the strategies whose plans carry an answer-consistency term (they need the answer span)
+CONSISTENT: tuple[str, ...] = tuple(name for name, cls in REGISTRY.items() if cls.answer_consistency)
 
 
 def build_strategy(args: Any, store: Any, views: list[str], **kw: Any) -> Strategy:
@@ -19,4 +28,4 @@ def build_strategy(args: Any, store: Any, views: list[str], **kw: Any) -> Strate
     return REGISTRY[args.strategy](args, store, views, **kw)
 
 
-__all__ = ["REGISTRY", "Plan", "Scored", "StepBatch", "Strategy", "build_strategy"]
+__all__ = ["CONSISTENT", "REGISTRY", "STRATEGIES", "Plan", "Scored", "StepBatch", "Strategy", "build_strategy"]

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 if TYPE_CHECKING:
-    from distill.config import MindConfig
     from distill.data import CandidateStore
     from distill.inertia import InertiaStats
 
@@ -75,8 +74,9 @@ class Strategy:
     name: ClassVar[str]
     needs_scores: ClassVar[bool] = False  # wants every candidate's CE (a scoring forward)
     needs_reps: ClassVar[bool] = False  # wants the student's pooled hidden states too
+    answer_consistency: ClassVar[bool] = False  # its plans may carry an answer-consistency term (the answer span)
 
-    def __init__(self, args: MindConfig, store: CandidateStore, views: list[str], **_: Any):
+    def __init__(self, args: Any, store: CandidateStore, views: list[str], **_: Any):  # args: the run's MindConfig
         self.args, self.store, self.views = args, store, views
 
     def plan(self, batch: StepBatch, scored: Scored | None, stats: InertiaStats) -> Plan:

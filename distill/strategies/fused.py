@@ -36,6 +36,7 @@ def fused_plan(strategy: Strategy, batch: StepBatch, scores) -> Plan:
 class Instant(Strategy):
     name = "instant"
     needs_scores = True
+    answer_consistency = True
 
     def plan(self, batch: StepBatch, scored: Scored | None, stats) -> Plan:
         assert scored is not None

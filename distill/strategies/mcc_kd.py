@@ -50,6 +50,7 @@ def most_diverse(grams: list[set], k: int) -> list[int]:
 @register
 class MccKd(Strategy):
     name = "mcc_kd"
+    answer_consistency = True
 
     def __init__(self, args, store, views, **kw: Any):
         super().__init__(args, store, views, **kw)

@@ -63,6 +63,7 @@ def view_baseline(views: torch.Tensor, ce: torch.Tensor, stats) -> torch.Tensor:
 class Mind(Strategy):
     name = "mind"
     needs_scores = True
+    answer_consistency = True
 
     def __init__(self, args, store, views, *, rep_dim: int, encoder_reps: torch.Tensor | None = None, **kw: Any):
         super().__init__(args, store, views, **kw)

@@ -1,6 +1,6 @@
-"""Data access for one rationale run: lazy DuckDB queries over its shards, via :mod:`pipeline.browse`.
+"""Data access for one rationale run: lazy DuckDB queries over its shards, via :mod:`pipeline.shards`.
 
-Nothing is read when a run is opened but the Parquet footers (``browse.Shards``); every
+Nothing is read when a run is opened but the Parquet footers (``pipeline.shards.Shards``); every
 page runs a query that reads only the columns it needs, pushes its filters down and stops
 at ``LIMIT``. The run-wide figures (statistics, histograms, filter choices) are computed
 on first use and kept; a :class:`RunData` lives as long as the run's manifest is unchanged.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from data_schemas.io import SHARD_DIR
-from pipeline import browse
+from pipeline import shards as shard_queries
 
 from .registry import Entry, Registry
 
@@ -44,8 +44,8 @@ class Filters:
             return value or None
 
         verdict = get("verdict")
-        if verdict is not None and verdict not in browse.VERDICT_FILTERS:
-            raise ValueError(f"verdict must be one of {', '.join(browse.VERDICT_FILTERS)}, got {verdict!r}")
+        if verdict is not None and verdict not in shard_queries.VERDICT_FILTERS:
+            raise ValueError(f"verdict must be one of {', '.join(shard_queries.VERDICT_FILTERS)}, got {verdict!r}")
         return cls(get("perspective"), get("teacher"), verdict, get("q"))
 
     def as_params(self) -> dict[str, str]:
@@ -68,7 +68,7 @@ class Filters:
                 where.append(f"{col} = ?")
                 params.append(value)
         if self.verdict is not None:
-            where.append(browse.VERDICT_FILTERS[self.verdict])
+            where.append(shard_queries.VERDICT_FILTERS[self.verdict])
         if self.search and search_is_id:
             where.append("question_id = ?")
             params.append(self.search)
@@ -125,15 +125,15 @@ class RunData:
             return self._memo.setdefault(name, value)
 
     @property
-    def shards(self) -> browse.Shards:
+    def shards(self) -> shard_queries.Shards:
         """The run's shards (footers checked); every shard file must lie inside DIR."""
 
-        def open_() -> browse.Shards:
+        def open_() -> shard_queries.Shards:
             manifest = self.entry.manifest
             assert manifest is not None
             for info in manifest.shards:
                 self.registry.inside(self.entry.path / SHARD_DIR / f"{info.name}.parquet")
-            return browse.Shards(self.entry.path)
+            return shard_queries.Shards(self.entry.path)
 
         return self._once("shards", open_)
 
@@ -165,17 +165,17 @@ class RunData:
         return self._once("facets", compute)
 
     def overview(self) -> dict[str, Any]:
-        """``browse.summary``, ``browse.stats`` and ``browse.judge_stats`` (None without a judge) of the
+        """``pipeline.shards``' ``summary``, ``stats`` and ``judge_stats`` (None without a judge) of the
         run plus length histograms per view."""
 
         def compute() -> dict[str, Any]:
             sh = self.shards
-            groups = browse.stats(sh)
+            groups = shard_queries.stats(sh)
             return {
-                "summary": browse.summary(sh),
+                "summary": shard_queries.summary(sh),
                 "groups": groups,
                 "histograms": self._histograms(groups),
-                "judge": browse.judge_stats(sh),
+                "judge": shard_queries.judge_stats(sh),
             }
 
         return self._once("overview", compute)
@@ -252,8 +252,8 @@ class RunData:
         }
 
     def question(self, question_id: str) -> dict[str, Any]:
-        """``browse.show``: the question and every rationale of it (ContractError if unknown)."""
-        return browse.show(self.shards, question_id)
+        """``shard_queries.show``: the question and every rationale of it (ContractError if unknown)."""
+        return shard_queries.show(self.shards, question_id)
 
     def neighbours(self, question_id: str, filters: Filters) -> tuple[str | None, str | None]:
         """The previous and next question id (by id) with a rationale matching ``filters``."""

@@ -17,11 +17,12 @@ from typing import Literal
 
 from data_schemas import MANIFEST_NAME, ContractError, Manifest, load_manifest
 from data_schemas.io import SHARD_DIR
+from data_schemas.run_files import MIND_SUMMARY, TRAINER_STATE
 
 __all__ = ["TRAINING_MARKERS", "Entry", "Forbidden", "NotFound", "Registry", "is_training_dir"]
 
 Kind = Literal["rationales", "training"]
-TRAINING_MARKERS = ("mind_summary.json", "trainer_state.json")
+TRAINING_MARKERS = (MIND_SUMMARY, TRAINER_STATE)
 SKIP_DIRS = {SHARD_DIR, "eval", "__pycache__", "node_modules"}
 MAX_DEPTH = 4
 

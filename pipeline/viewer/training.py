@@ -40,6 +40,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_schemas.run_files import EVAL_RESULTS, MIND_SUMMARY
+
 from .queries import PAGE_SIZE
 from .registry import Entry, Registry
 
@@ -138,7 +140,7 @@ def load_training(entry: Entry, registry: Registry) -> TrainingRun:
     """Read and check the folder's summary, trainer state and evaluation results."""
     d = entry.path
     run = TrainingRun(entry.key, d)
-    summary_file = d / "mind_summary.json"
+    summary_file = d / MIND_SUMMARY
     if summary_file.is_file():
         run.summary = _check_summary(_read_json(registry.inside(summary_file)), summary_file)
         run.summary_file = summary_file
@@ -197,7 +199,7 @@ def _check_summary(data: Any, path: Path) -> dict[str, Any]:
 
 def _load_evals(d: Path, registry: Registry) -> dict[str, dict[str, Any]]:
     evals: dict[str, dict[str, Any]] = {}
-    results = d / "eval_results.json"
+    results = d / EVAL_RESULTS
     if results.is_file():
         data = _read_json(registry.inside(results))
         if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
@@ -320,7 +322,7 @@ def series(run: TrainingRun) -> tuple[dict[str, Series], dict[str, str | None]]:
 # ---------------------------------------------------------------- predictions (DuckDB, paginated)
 def predictions_page(path: Path, verdict: str | None, page: int, page_size: int = PAGE_SIZE) -> dict[str, Any]:
     """One page of an evaluation's predictions (``verdict``: correct / incorrect / unjudged)."""
-    from pipeline.browse import VERDICT_FILTERS
+    from pipeline.shards import VERDICT_FILTERS
 
     where = VERDICT_FILTERS[verdict] if verdict else "TRUE"
     src = "read_parquet('" + str(path).replace("'", "''") + "')"
