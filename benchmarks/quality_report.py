@@ -150,14 +150,6 @@ def mind_dynamics(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def retention_share(summary: dict[str, Any], stage0: dict[str, Any] | None) -> dict[str, float]:
-    """Each strategy's retention accuracy as a share of the stage-0 student's own."""
-    base = (stage0 or {}).get("retention_accuracy")
-    if not base:
-        return {}
-    return {s: e["retention"]["mean"] / base for s, e in summary.items() if not math.isnan(e["retention"]["mean"])}
-
-
 def build_report(cfg: dict[str, Any], regimes: dict[str, Any], final: list[dict[str, Any]], folders: dict[str, Path],
                  strategies: list[str]) -> dict[str, Any]:  # fmt: skip
     """Everything quality.json reports beyond the raw runs, per regime."""

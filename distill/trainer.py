@@ -53,11 +53,6 @@ logger = logging.getLogger(__name__)
 
 
 
-def sequence_nll(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean token NLL of each row's labelled tokens, via TRL's fused LM head (no full logits)."""
-    return student_forward(model, input_ids, attention_mask, labels).nll
-
-
 def _rows(inputs: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
     """Rows of a right-padded batch, cut to their longest sequence."""
     mask = inputs["attention_mask"][rows]

@@ -483,26 +483,3 @@ def _judge_shard(
         g.overridden += rule is not None and final != rule
         g.correct += (final is True) - (rule is True)
         g.unjudged += (final is None) - (rule is None)
-
-
-# ---------------------------------------------------------------- summaries
-def merge_groups(results: list[ShardResult]) -> dict[tuple[str, str], GroupStats]:
-    out: dict[tuple[str, str], GroupStats] = {}
-    for r in results:
-        for key, g in r.groups.items():
-            perspective, teacher = key.split("\t")
-            out.setdefault((perspective, teacher), GroupStats()).add(g)
-    return out
-
-
-def summary_table(groups: dict[tuple[str, str], GroupStats]) -> list[dict[str, Any]]:
-    """Per perspective x teacher: rows, % correct (yield), % unjudged, errors, mean tokens."""
-    rows = []
-    for (perspective, teacher), g in sorted(groups.items()):
-        n = max(g.rows, 1)
-        rows.append({
-            "perspective": perspective, "teacher": teacher, "rows": g.rows,
-            "correct_pct": round(100 * g.correct / n, 2), "unjudged_pct": round(100 * g.unjudged / n, 2),
-            "errors": g.errors, "mean_tokens": round(g.tokens / n, 1),
-        })  # fmt: skip
-    return rows

@@ -27,9 +27,10 @@ from pipeline.judge import (
     parse_verdict,
     render_judge_messages,
 )
-from pipeline.synthesis import SynthesisConfig, iter_question_shards, load_config, merge_groups, run_shard
+from pipeline.synthesis import SynthesisConfig, iter_question_shards, load_config, run_shard
 from pipeline.teachers import Completion, GenerationRequest, TeacherBackend
 from pipeline.verify import verify
+from tests.synthesis_groups import merge_groups
 
 JUDGE_COLUMNS = ("judge_model", "judge_verdict", "judge_reply", "rule_verdict")
 SCRIPTED_TEACHER = {"backend": "transformers", "name": "scripted", "options": {"model": "/nonexistent/scripted"}}

@@ -14,9 +14,10 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from data_schemas.run_files import MIND_STATE
 from distill.data import CandidateCollator, CandidateStore
 from distill.losses import student_forward
-from distill.trainer import MIND_STATE, MindTrainer, sequence_nll
+from distill.trainer import MindTrainer
 from tests.trainer_fixtures import (
     load_model,
     load_tokenizer,
@@ -78,7 +79,8 @@ class _PlanSpy:
         self.calls.append({
             "step": batch.step, "epoch": self.trainer.collator.epoch, "groups": batch.groups, "qidx": batch.question_index,
             "uids": batch.uids, "views": batch.views, "ce": None if scored is None else scored.ce.clone(),
-            "keep": plan.keep.clone(), "alpha": plan.alpha.clone(), "scores": plan.scores, "frozen": plan.student_frozen,
+            "keep": plan.keep.clone(), "alpha": plan.alpha.clone(), "scores": plan.scores,
+            "frozen": self.trainer.strategy.student_frozen(batch.step),
         })  # fmt: skip
         return plan
 
@@ -106,7 +108,7 @@ def test_sequence_nll_matches_hand_computation(trainer_assets):
         assert (labels[row, : v.prompt_lens[0]] == -100).all() and labels[row, v.prompt_lens[0]] != -100
 
     with torch.no_grad():
-        got = sequence_nll(model, ids, mask, labels)
+        got = student_forward(model, ids, mask, labels).nll
         logits = model(input_ids=ids, attention_mask=mask).logits.to(torch.float64)
     logp = torch.log_softmax(logits[:, :-1], dim=-1)
     target = labels[:, 1:]
@@ -120,7 +122,7 @@ def test_sequence_nll_matches_hand_computation(trainer_assets):
     with torch.no_grad():
         for row in (int(lengths.argmin()), int(lengths.argmax())):
             n = int(lengths[row])
-            alone = sequence_nll(model, ids[row : row + 1, :n], mask[row : row + 1, :n], labels[row : row + 1, :n])
+            alone = student_forward(model, ids[row : row + 1, :n], mask[row : row + 1, :n], labels[row : row + 1, :n]).nll
             torch.testing.assert_close(alone[0], got[row], rtol=1e-5, atol=1e-5)
 
 
@@ -319,7 +321,7 @@ def _mean_nll(trainer: MindTrainer, questions: list) -> float:
     seqs = [(v.samples[0], v.prompt_lens[0]) for q in questions for v in q.views]
     batch = pad_sequences([s for s, _ in seqs], [p for _, p in seqs], trainer.collator.pad_id)
     with torch.no_grad():
-        return float(sequence_nll(trainer.model, **batch).mean())
+        return float(student_forward(trainer.model, **batch).nll.mean())
 
 
 def _check_plan(strategy: str, c: dict, trainer: MindTrainer, extra: dict) -> None:

@@ -65,7 +65,6 @@ class Plan:
     pair_weights: torch.Tensor | None = None  # [N] per-row factors of a pair's weight (default alpha)
     scores: torch.Tensor | None = None  # [N] the scores behind the choice (logged per view)
     record: dict[str, Any] | None = None  # the strategy's own data for end_of_step (gathered over ranks)
-    student_frozen: bool = False  # the student is not updated this step (MetaNet warm-up)
 
 
 class Strategy:

@@ -130,9 +130,8 @@ class Mind(Strategy):
         with torch.no_grad():
             scores = self.metanet(record["reps"], record["feats"], record["mask"])[g, v]
         if self.in_warmup(batch.step):
-            keep = torch.ones(batch.n, dtype=torch.bool)
-            frozen = self.student_frozen(batch.step)
-            return Plan(keep, batch.per_question_uniform(keep), scores=scores, record=record, student_frozen=frozen)
+            keep = torch.ones(batch.n, dtype=torch.bool)  # warm-up: every candidate, equal weights (if the student trains)
+            return Plan(keep, batch.per_question_uniform(keep), scores=scores, record=record)
         plan = fused_plan(self, batch, scores)
         plan.record = record
         return plan
