@@ -43,6 +43,7 @@ from trl import SFTTrainer
 
 from data_schemas.run_files import MIND_STATE, MIND_SUMMARY
 from distill.config import MindConfig
+from distill.console import use_compact_logs
 from distill.data import CandidateCollator, CandidateStore
 from distill.grad_share import gradient_shares
 from distill.inertia import InertiaStats
@@ -151,6 +152,7 @@ class MindTrainer(SFTTrainer):
             **kwargs,
         )
         self.add_callback(_MindCallback(self))
+        use_compact_logs(self)  # one line per logging step, not a dict of ~40 metrics (distill/console.py)
         # the loss is normalised by the questions of the whole accumulation window (our own count)
         self.model_accepts_loss_kwargs = True
         self.loss_is_scaled_for_ga = True

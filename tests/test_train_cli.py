@@ -538,3 +538,19 @@ def test_no_pin_memory_warning_on_the_cpu(trainer_assets, tmp_path, capsys, recw
     code, _, err = _run(capsys, argv[:i] + argv[i + 2 :])
     assert code == 0, err[-2000:]
     assert "pin_memory" not in err and not [w for w in recwarn if "pin_memory" in str(w.message)]
+
+
+def test_console_gets_a_compact_line_per_logging_step(trainer_assets, tmp_path, capsys):  # noqa: F811
+    from distill.console import compact_line
+
+    line = compact_line({"loss": 0.41234, "learning_rate": 0.0012, "mind/subset_size": 3.5, "mind/meta_top1": 0.625,
+                         "mind/in_subset/stepwise": 1.0, "epoch": 1.0}, 50, 400)  # fmt: skip
+    assert line == "step 50/400 | loss 0.4123 | lr 1.20e-03 | subset 3.50 | meta top1 0.62 | epoch 1.00"
+    argv = _args(trainer_assets.model_dir, trainer_assets.data_dir, tmp_path / "out", "--strategy", "mind", splits="")
+    code = main(argv)
+    out = capsys.readouterr().out
+    assert code == 0
+    steps = [x for x in out.splitlines() if x.startswith("step ")]
+    assert len(steps) == MAX_STEPS + 1 and steps[0].startswith("step 1/4 | loss ")  # logging_steps 1, then the summary
+    assert "subset " in steps[-2] and "train loss" in steps[-1]
+    assert "mind/in_subset" not in out and "{'loss'" not in out  # no dict of every metric
