@@ -231,7 +231,7 @@ def budget_runs(cfg: dict[str, Any], regime: Regime, student: Path, work: Path, 
                 chosen: dict[str, dict[str, Any]], budget: float, per_step: dict[str, float]) -> list[Run]:  # fmt: skip
     """Runs whose whole schedule is sized to ``budget`` training FLOPs: ``max_steps`` = budget / the strategy's
     measured FLOPs per step, and the learning-rate warm-up scaled by the same factor as the steps."""
-    base_steps = int(regime.train.get("max_steps", cfg["train"]["max_steps"]))
+    base_steps = int(regime.train.get("max_steps") or cfg["train"]["max_steps"])  # the regime's, else the config's
     warmup = int(cfg["train"].get("warmup_steps", 0))
     runs = []
     for s in strategies:

@@ -18,7 +18,7 @@ def _family(tmp_path, student=None, **changes) -> str:
                       "teacher": {"slip_rate": 0.1, "flaw_rate": 0.05, "slip_per_step": True}},
         "validation_questions": 6,
         "regimes": {"paper": {"select": {"target": 16, "seed": 0}, "train": {"max_steps": 2}}},
-        "train": {"max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "max_length": 256,
+        "train": {"per_device_train_batch_size": 4, "learning_rate": 1e-3, "max_length": 256,  # max_steps: the regime's, as in the real config
                   "meta_warmup_steps": 1, "history_every": 1, "eval_questions": 3, "eval_max_new_tokens": 8,
                   "num_threads": 1, "logging_steps": 1},
         "strategies": ["all"],
@@ -76,7 +76,8 @@ def test_family_training_settings_override_the_base(tmp_path):
     fam = interference.load_family(_family(tmp_path, train={"meta_warmup_steps": None, "history_every": 2}))
     cfg = interference.world_config(fam, "clean")  # the family's training settings: null removes the base's
     assert "meta_warmup_steps" not in cfg["train"] and cfg["train"]["history_every"] == 2
-    assert cfg["train"]["max_steps"] == 2 and cfg["synthesis"]["teacher"]["per_perspective"]["stepwise"]["flaw_rate"] == 0.05
+    assert cfg["regimes"]["paper"]["train"]["max_steps"] == 2 and "max_steps" not in cfg["train"]
+    assert cfg["synthesis"]["teacher"]["per_perspective"]["stepwise"]["flaw_rate"] == 0.05
 
 
 @pytest.fixture(scope="module")
