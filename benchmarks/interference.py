@@ -35,7 +35,9 @@ named by a hash of its settings; ``--report-only`` reports the runs finished so 
 
 from __future__ import annotations
 
+import argparse
 import copy
+import dataclasses
 import os
 import sys
 import time
@@ -100,29 +102,7 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
     if not isinstance(fam["worlds"], dict) or not fam["worlds"]:
         raise fail("worlds", "a mapping of world names to {flaw_rate: x}")
     for name, spec in fam["worlds"].items():
-        if not isinstance(spec, dict) or "flaw_rate" not in spec:
-            raise fail(f"worlds.{name}", "needs flaw_rate")
-        if unknown := set(spec) - {"flaw_rate", "per_perspective"}:
-            raise fail(f"worlds.{name}", f"unknown key(s) {sorted(unknown)} (flaw_rate, per_perspective)")
-        rate = spec["flaw_rate"]
-        if not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
-            raise fail(f"worlds.{name}.flaw_rate", f"must be a number in [0, 1], got {rate!r}")
-        for view, override in (spec.get("per_perspective") or {}).items():
-            if view not in PERSPECTIVES:
-                raise fail(f"worlds.{name}.per_perspective.{view}", f"unknown perspective; the world has {', '.join(PERSPECTIVES)}")
-            for key, value in (override or {}).items():
-                if key == "flaw_mode":
-                    if value not in FLAW_MODES:
-                        raise fail(f"worlds.{name}.per_perspective.{view}.flaw_mode", f"must be one of {', '.join(FLAW_MODES)}")
-                    continue
-                if key not in ("flaw_rate", "slip_rate"):
-                    raise fail(f"worlds.{name}.per_perspective.{view}.{key}", "unknown key (flaw_rate, slip_rate, flaw_mode)")
-                if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-                    raise fail(f"worlds.{name}.per_perspective.{view}.{key}", f"must be a number in [0, 1], got {value!r}")
-        try:
-            _teacher(fam, name)
-        except ValueError as exc:
-            raise fail(f"worlds.{name}", str(exc)) from None
+        _check_world(fam, name, spec, fail)
     if not isinstance(fam.get("train") or {}, dict):
         raise fail("train", "a mapping of distill.train settings (null removes the base config's)")
     fam.setdefault("variants", {})
@@ -154,6 +134,36 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
         cal["seeds"] = QUICK_SEEDS
         fam["tuning"] = {"learning_rate": []}
     return fam
+
+
+def _check_world(fam: dict[str, Any], name: str, spec: Any, fail: Any) -> None:
+    """One entry of ``worlds``: its flaw rate, its per-perspective overrides, and the teacher they make."""
+    from pipeline.synthetic import PERSPECTIVES
+    from pipeline.synthetic.teacher import FLAW_MODES
+
+    if not isinstance(spec, dict) or "flaw_rate" not in spec:
+        raise fail(f"worlds.{name}", "needs flaw_rate")
+    if unknown := set(spec) - {"flaw_rate", "per_perspective"}:
+        raise fail(f"worlds.{name}", f"unknown key(s) {sorted(unknown)} (flaw_rate, per_perspective)")
+    rate = spec["flaw_rate"]
+    if not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
+        raise fail(f"worlds.{name}.flaw_rate", f"must be a number in [0, 1], got {rate!r}")
+    for view, override in (spec.get("per_perspective") or {}).items():
+        if view not in PERSPECTIVES:
+            raise fail(f"worlds.{name}.per_perspective.{view}", f"unknown perspective; the world has {', '.join(PERSPECTIVES)}")
+        for key, value in (override or {}).items():
+            if key == "flaw_mode":
+                if value not in FLAW_MODES:
+                    raise fail(f"worlds.{name}.per_perspective.{view}.flaw_mode", f"must be one of {', '.join(FLAW_MODES)}")
+                continue
+            if key not in ("flaw_rate", "slip_rate"):
+                raise fail(f"worlds.{name}.per_perspective.{view}.{key}", "unknown key (flaw_rate, slip_rate, flaw_mode)")
+            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise fail(f"worlds.{name}.per_perspective.{view}.{key}", f"must be a number in [0, 1], got {value!r}")
+    try:
+        _teacher(fam, name)
+    except ValueError as exc:
+        raise fail(f"worlds.{name}", str(exc)) from None
 
 
 def _teacher(fam: dict[str, Any], world: str) -> dict[str, Any]:
@@ -214,12 +224,6 @@ def world_regime(fam: dict[str, Any], world: str, work: Path) -> tuple[dict[str,
     return cfg, regime
 
 
-def comparison_runs(cfg: dict[str, Any], regime: Regime, student: Path, work: Path, strategies: list[str],
-                    seeds: list[int], chosen: dict[str, dict[str, Any]], phase: str) -> list[Run]:  # fmt: skip
-    """Seed-major runs of ``strategies`` at their tuned settings (after round k each has k seeds)."""
-    return [make_run(cfg, regime, student, phase, s, seed, chosen.get(s)).place(work) for seed in seeds for s in strategies]
-
-
 def flops_per_step(records: list[dict[str, Any]], world: str, strategy: str) -> float | None:
     """A strategy's measured training FLOPs per optimizer step in ``world`` (mean over its equal-steps runs)."""
     rates = [r["flops"] / r["steps"] for r in records
@@ -258,7 +262,95 @@ def _tag(records: list[dict[str, Any]], world: str, flaw_rate: float) -> list[di
     return records
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclasses.dataclass
+class Study:
+    """One invocation's shared state: the family, where runs live, the tuned settings and every run's folder."""
+
+    fam: dict[str, Any]
+    args: argparse.Namespace
+    work: Path
+    student: Path
+    prepared: dict[str, tuple[dict[str, Any], Regime]]
+    progress: Any
+    chosen: dict[str, dict[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    tuning: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    folders: dict[str, Path] = dataclasses.field(default_factory=dict)
+
+    def tuned(self, world: str, names: list[str]) -> dict[str, dict[str, Any]]:
+        """The world's tuned settings of ``names`` (tuning, on validation, those not tuned yet)."""
+        cfg, regime = self.prepared[world]
+        if todo := [s for s in names if s not in self.chosen.get(world, {})]:
+            a = self.args
+            picked, tried = tune(cfg, {world: regime}, self.student, self.work, todo, a.jobs, self.progress,
+                                 not a.report_only, a.device)  # fmt: skip
+            self.chosen.setdefault(world, {}).update(picked[world])
+            self.tuning.extend(_tag(tried, world, self.fam["worlds"][world]["flaw_rate"]))
+        return self.chosen[world]
+
+    def execute(self, world: str, runs: list[Run], label: str) -> list[dict[str, Any]]:
+        """Train (or reuse) ``runs`` of ``world``; their records, tagged with the world and its flaw rate."""
+        self.folders |= {r.key: r.folder for r in runs}
+        a = self.args
+        done = run_all(runs, a.jobs, self.progress, f"{label}: {world}", not a.report_only, a.device)
+        return _tag(done, world, self.fam["worlds"][world]["flaw_rate"])
+
+    def make(self, world: str, phase: str, strategy: str, seed: int, overrides: dict[str, Any]) -> Run:
+        cfg, regime = self.prepared[world]
+        return make_run(cfg, regime, self.student, phase, strategy, seed, overrides).place(self.work)
+
+    # ------------------------------------------------------------------ the phases
+    def calibrate(self, worlds: list[str], names: list[str], seeds: list[int]) -> list[dict[str, Any]]:
+        out = []
+        for world in worlds:  # baselines only
+            picks = self.tuned(world, names)
+            out += self.execute(world, [self.make(world, "calibration", s, seed, picks.get(s)) for seed in seeds for s in names],
+                                "calibration")  # fmt: skip
+        return out
+
+    def phase_diagram(self, worlds: list[str], names: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for world in worlds:  # seed-major: after round k every strategy has k seeds
+            picks = self.tuned(world, names)
+            seeds = self.prepared[world][0]["seeds"]
+            out += self.execute(world, [self.make(world, "final", s, seed, picks.get(s)) for seed in seeds for s in names],
+                                "phase diagram")  # fmt: skip
+        return out
+
+    def ablations(self, spec: dict[str, Any], worlds: list[str]) -> list[dict[str, Any]]:
+        """MIND's flags (variants) at their base's tuned settings."""
+        out = []
+        for world in worlds:
+            cfg = self.prepared[world][0]
+            runs = [self.make(world, "ablation", v, seed, self.chosen[world].get(tuned_entry(cfg, v), {}))
+                    for seed in spec.get("seeds", [0]) for v in spec["variants"]]  # fmt: skip
+            out += self.execute(world, runs, "ablations")
+        return out
+
+    def frontier(self, spec: dict[str, Any], worlds: list[str], names: list[str]) -> list[dict[str, Any]]:
+        """Accuracy against forgetting: every learning rate of ``spec``, seeds each."""
+        out = []
+        for world in worlds:
+            runs = [self.make(world, "frontier", s, seed, {**self.chosen[world].get(s, {}), "learning_rate": lr})
+                    for seed in spec.get("seeds", [0]) for lr in spec["learning_rate"] for s in names]  # fmt: skip
+            out += self.execute(world, runs, "frontier")
+        return out
+
+    def budgets(self, spec: dict[str, Any], worlds: list[str], names: list[str], final: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fair compute: each schedule sized to a FLOP budget from the strategy's measured FLOPs per step."""
+        out = []
+        for world in worlds:
+            cfg, regime = self.prepared[world]
+            per_step = {s: fps for s in names if (fps := flops_per_step(final, world, s))}
+            for budget in map(float, spec["flops"]):
+                runs = budget_runs(cfg, regime, self.student, self.work, names, list(spec.get("seeds", [0])),
+                                   self.chosen[world], budget, per_step)  # fmt: skip
+                done = self.execute(world, runs, f"equal FLOPs {budget:.3g}")
+                out += [{**r, "budget": budget} for r in done]
+        return out
+
+
+def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any], list[str], list[str]]:
+    """The arguments, the family config and the worlds and strategies of the phase diagram."""
     parser = run_benchmark_parser(__doc__, "interference", DEFAULT_CONFIG, REPO_ROOT / "runs" / "interference", DOCS)
     parser.add_argument("--worlds", help="comma-separated worlds of the phase diagram (default: the config's)")
     parser.add_argument("--strategies", help="comma-separated strategies of the phase diagram (default: the config's)")
@@ -266,108 +358,59 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="run the phase diagram even if the calibration gap is too small")
     args = parser.parse_args(argv)
     check_device(parser, args)
+    fam = load_family(args.config, quick=args.quick)
+    worlds = [w.strip() for w in args.worlds.split(",") if w.strip()] if args.worlds else list(fam["worlds"])
+    if unknown := set(worlds) - set(fam["worlds"]):
+        parser.error(f"--worlds: unknown {sorted(unknown)}; the config has {', '.join(fam['worlds'])}")
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else list(fam["strategies"])
+    if unknown := set(strategies) - set(STRATEGIES) - set(fam["variants"]) - {ORACLE}:
+        parser.error(f"--strategies: unknown {sorted(unknown)}")
+    return args, fam, worlds, strategies
 
+
+def _scope(spec: dict[str, Any], worlds: list[str], strategies: list[str]) -> tuple[list[str], list[str]]:
+    """A phase's worlds and strategies: its config's, within this invocation's."""
+    return ([w for w in spec.get("worlds", worlds) if w in worlds],
+            [s for s in spec.get("strategies", strategies) if s in strategies])  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
     from benchmarks.interference_report import build_report, write_markdown
 
-    fam = load_family(args.config, quick=args.quick)
-    worlds = list(fam["worlds"])
-    if args.worlds:
-        worlds = [w.strip() for w in args.worlds.split(",") if w.strip()]
-        if unknown := set(worlds) - set(fam["worlds"]):
-            parser.error(f"--worlds: unknown {sorted(unknown)}; the config has {', '.join(fam['worlds'])}")
-    strategies = list(fam["strategies"])
-    if args.strategies:
-        strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-        if unknown := set(strategies) - set(STRATEGIES) - set(fam["variants"]) - {ORACLE}:
-            parser.error(f"--strategies: unknown {sorted(unknown)}")
+    args, fam, worlds, strategies = _parse_args(argv)
     work = Path(args.work) / ("quick" if args.quick else "main")
     work.mkdir(parents=True, exist_ok=True)
-    live, t0 = not args.report_only, time.perf_counter()
+    t0 = time.perf_counter()
     cal = fam["calibration"]
     cal_worlds = list(cal.get("worlds", []))
-    cal_strategies = list(cal.get("strategies", ["all", ORACLE]))
-    chosen: dict[str, dict[str, dict[str, Any]]] = {}
-    tuning: list[dict[str, Any]] = []
-    calibration: list[dict[str, Any]] = []
     final: list[dict[str, Any]] = []
-    budgeted: list[dict[str, Any]] = []
-    frontier: list[dict[str, Any]] = []
-    ablations: list[dict[str, Any]] = []
-    folders: dict[str, Path] = {}
+    extra: dict[str, list[dict[str, Any]]] = {"ablations": [], "frontier": [], "budgets": []}
     progress = make_progress()
     with progress:
         progress.console.print(f"interference: stage-0 student; worlds' data into {work}")
         student = build_student(fam["base_config"])
         prepared = {w: world_regime(fam, w, work) for w in dict.fromkeys([*cal_worlds, *worlds])}
-
-        def tuned(world: str, names: list[str]) -> dict[str, dict[str, Any]]:
-            cfg, regime = prepared[world]
-            rate = fam["worlds"][world]["flaw_rate"]
-            todo = [s for s in names if s not in chosen.get(world, {})]
-            if todo:
-                picked, tried = tune(cfg, {world: regime}, student, work, todo, args.jobs, progress, live, args.device)
-                chosen.setdefault(world, {}).update(picked[world])
-                tuning.extend(_tag(tried, world, rate))
-            return chosen[world]
-
-        for world in cal_worlds:  # calibration: baselines only
-            cfg, regime = prepared[world]
-            picks = tuned(world, cal_strategies)
-            runs = comparison_runs(cfg, regime, student, work, cal_strategies, list(cal.get("seeds", [0])), picks, "calibration")
-            folders |= {r.key: r.folder for r in runs}
-            calibration += _tag(run_all(runs, args.jobs, progress, f"calibration: {world}", live, args.device),
-                                world, fam["worlds"][world]["flaw_rate"])  # fmt: skip
+        study = Study(fam, args, work, student, prepared, progress)
+        calibration = study.calibrate(cal_worlds, list(cal.get("strategies", ["all", ORACLE])), list(cal.get("seeds", [0])))
         gaps = {w: calibration_gap(calibration, w) for w in cal_worlds}
         passed = all(g is not None and g >= float(cal.get("min_gap", 0.0)) for g in gaps.values())
         for w, g in gaps.items():
             shown = "not measured" if g is None else f"{g:+.1f} points"
             progress.console.print(f"calibration: {w}: oracle - all on test {shown} (needs >= {cal.get('min_gap', 0.0)})")
         if not args.calibrate_only and (passed or args.force or args.report_only):
-            for world in worlds:
-                cfg, regime = prepared[world]
-                picks = tuned(world, strategies)
-                runs = comparison_runs(cfg, regime, student, work, strategies, cfg["seeds"], picks, "final")
-                folders |= {r.key: r.folder for r in runs}
-                final += _tag(run_all(runs, args.jobs, progress, f"phase diagram: {world}", live, args.device),
-                              world, fam["worlds"][world]["flaw_rate"])  # fmt: skip
+            final = study.phase_diagram(worlds, strategies)
         elif not passed and not args.calibrate_only:
             progress.console.print("calibration gap too small: the phase diagram is not run (--force runs it anyway)")
-        spec = fam.get("ablations") or {}
-        if final and spec.get("variants") and not args.calibrate_only:  # MIND's flags, at MIND's tuned settings
-            for world in [w for w in spec.get("worlds", worlds) if w in worlds]:
-                cfg, regime = prepared[world]
-                runs = [make_run(cfg, regime, student, "ablation", v, seed, chosen[world].get(tuned_entry(cfg, v), {})).place(work)
-                        for seed in spec.get("seeds", [0]) for v in spec["variants"]]  # fmt: skip
-                folders |= {r.key: r.folder for r in runs}
-                ablations += _tag(run_all(runs, args.jobs, progress, f"ablations: {world}", live, args.device),
-                                  world, fam["worlds"][world]["flaw_rate"])  # fmt: skip
-        spec = fam.get("frontier") or {}
-        if final and spec.get("learning_rate") and not args.calibrate_only:  # accuracy against forgetting
-            for world in [w for w in spec.get("worlds", worlds) if w in worlds]:
-                cfg, regime = prepared[world]
-                names = [s for s in spec.get("strategies", strategies) if s in strategies]
-                runs = [make_run(cfg, regime, student, "frontier", s, seed, {**chosen[world].get(s, {}), "learning_rate": lr}).place(work)
-                        for seed in spec.get("seeds", [0]) for lr in spec["learning_rate"] for s in names]  # fmt: skip
-                folders |= {r.key: r.folder for r in runs}
-                frontier += _tag(run_all(runs, args.jobs, progress, f"frontier: {world}", live, args.device),
-                                 world, fam["worlds"][world]["flaw_rate"])  # fmt: skip
-        spec = fam.get("budgets") or {}
-        if final and spec.get("flops") and not args.calibrate_only:  # fair compute: schedules sized to a FLOP budget
-            for world in [w for w in spec.get("worlds", worlds) if w in worlds]:
-                cfg, regime = prepared[world]
-                names = [s for s in spec.get("strategies", strategies) if s in strategies]
-                per_step = {s: fps for s in names if (fps := flops_per_step(final, world, s))}
-                for budget in spec["flops"]:
-                    runs = budget_runs(cfg, regime, student, work, names, list(spec.get("seeds", [0])), chosen[world],
-                                       float(budget), per_step)  # fmt: skip
-                    folders |= {r.key: r.folder for r in runs}
-                    done = run_all(runs, args.jobs, progress, f"equal FLOPs {float(budget):.3g}: {world}", live, args.device)
-                    for r in _tag(done, world, fam["worlds"][world]["flaw_rate"]):
-                        r["budget"] = float(budget)
-                    budgeted += done
-    report = build_report(fam, calibration, final + ablations, folders,
-                          strategies + [v for v in (fam.get("ablations") or {}).get("variants", []) if v not in strategies],
-                          budgeted, frontier)  # fmt: skip
+        if final and not args.calibrate_only:  # the phases built on the phase diagram, each where its config asks
+            if (spec := fam.get("ablations") or {}).get("variants"):
+                extra["ablations"] = study.ablations(spec, *_scope(spec, worlds, strategies)[:1])
+            if (spec := fam.get("frontier") or {}).get("learning_rate"):
+                extra["frontier"] = study.frontier(spec, *_scope(spec, worlds, strategies))
+            if (spec := fam.get("budgets") or {}).get("flops"):
+                extra["budgets"] = study.budgets(spec, *_scope(spec, worlds, strategies), final)
+    ablated = [v for v in (fam.get("ablations") or {}).get("variants", []) if v not in strategies]
+    report = build_report(fam, calibration, final + extra["ablations"], study.folders, strategies + ablated,
+                          extra["budgets"], extra["frontier"])  # fmt: skip
     results = {
         "benchmark": "interference",
         "version": 1,
@@ -383,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": time.perf_counter() - t0,
         "calibration_gap": gaps,
         "calibration_passed": passed,
-        "tuning": {"chosen": chosen, "runs": [_brief(r) for r in tuning]},
+        "tuning": {"chosen": study.chosen, "runs": [_brief(r) for r in study.tuning]},
         **report,
     }
     path = write_json(args.results, results) if args.results else write_results("interference", results, quick=args.quick)

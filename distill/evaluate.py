@@ -4,7 +4,7 @@ Command line::
 
     python -m distill.evaluate --model DIR --split test                      # synthetic world
     python -m distill.evaluate --model DIR --split gsm8k-test \\
-        --source gsm8k:../shared/data/gsm8k/test.jsonl --num-questions 200
+        --source gsm8k:$MIND_SHARED_DATA/gsm8k/test.jsonl --num-questions 200
     python -m distill.evaluate --model DIR --split ood_steps --n 8 --temperature 0.7 --seed 1
     python -m distill.evaluate --model DIR --suite paper [--gpqa_path gpqa_diamond.csv] [--limit 50]
     python -m distill.evaluate --model DIR --suite paper --backend vllm -B tensor_parallel_size=2
@@ -501,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--gpqa_path", default=None,
         help="--suite paper: your copy of the official GPQA-Diamond CSV (not shipped; without it GPQA is skipped)")
     add("--data_dir", default=None,
-        help="--suite: folder of the shared data (default $MIND_SHARED_DATA or ../shared/data beside the repo)")
+        help="--suite: folder of the shared data (default $MIND_SHARED_DATA or the shared/data folder beside the repository)")
     add("--suite_source", action="append", type=_pair, default=[], metavar="NAME=KIND:PATH",
         help="--suite: another source for one member, e.g. SVAMP=mentor-kd:DATA/mentor_kd/svamp_test.json")
     add("--world_seed", type=int, default=None, help="synthetic world seed (default: the world's default, 0)")

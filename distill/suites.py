@@ -87,7 +87,7 @@ class PlannedMember:
 
 
 def default_data_dir() -> Path:
-    """``$MIND_SHARED_DATA``, else ``../shared/data`` beside the repository."""
+    """``$MIND_SHARED_DATA``, else the ``shared/data`` folder beside the repository."""
     env = os.environ.get("MIND_SHARED_DATA")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 

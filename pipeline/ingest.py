@@ -1,7 +1,7 @@
 """Ingest existing rationale files into a rationale run directory (docs/design.md), re-verified.
 
-    python -m pipeline.ingest gsm8k-model-solutions ../shared/data/gsm8k/example_model_solutions.jsonl --out runs/gsm8k-models
-    python -m pipeline.ingest mentor-kd ../shared/data/mentor_kd/svamp_3_train.json --out runs/mkd-svamp
+    python -m pipeline.ingest gsm8k-model-solutions $MIND_SHARED_DATA/gsm8k/example_model_solutions.jsonl --out runs/gsm8k-models
+    python -m pipeline.ingest mentor-kd $MIND_SHARED_DATA/mentor_kd/svamp_3_train.json --out runs/mkd-svamp
     python -m pipeline.ingest jsonl mine.jsonl --out runs/mine --task gsm8k --rationale-field output
 
 Formats: ``gsm8k`` (human rationales of train/test.jsonl), ``gsm8k-socratic``
@@ -524,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn existing rationale files into a re-verified rationale run directory.",
     )
     p.add_argument("format", choices=FORMATS)
-    p.add_argument("input", help="the file to ingest, e.g. ../shared/data/gsm8k/example_model_solutions.jsonl")
+    p.add_argument("input", help="the file to ingest, e.g. $MIND_SHARED_DATA/gsm8k/example_model_solutions.jsonl")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
                    help="fail: write nothing and exit 2 on any bad record (default); skip: write the good rows "

@@ -3,7 +3,7 @@
 A source is selected by name through a small registry::
 
     from pipeline.sources import load_questions
-    rows = list(load_questions("gsm8k", "../shared/data/gsm8k/test.jsonl"))
+    rows = list(load_questions("gsm8k", "$MIND_SHARED_DATA/gsm8k/test.jsonl"))
     rows = list(load_questions("synthetic", split="test", n=200))
     rows = list(load_questions("jsonl", "my.jsonl", question_field="q", answer_field="a", task="arith"))
 
@@ -21,9 +21,9 @@ questions in the same order and share ids, so their two rationale styles join on
 
 The paper's evaluation sets (docs/evaluation.md; the files under a data folder such as ``$MIND_SHARED_DATA``)::
 
-    load_questions("math500", "../shared/data/math500")            # task math, difficulty = MATH level
-    load_questions("commonsense_qa", "../shared/data/mentor_kd")   # commonsense_qa_test.json, letters A-E
-    load_questions("strategyqa", "../shared/data/mentor_kd")       # strategy_qa_test.json, yes/no
+    load_questions("math500", "$MIND_SHARED_DATA/math500")            # task math, difficulty = MATH level
+    load_questions("commonsense_qa", "$MIND_SHARED_DATA/mentor_kd")   # commonsense_qa_test.json, letters A-E
+    load_questions("strategyqa", "$MIND_SHARED_DATA/mentor_kd")       # strategy_qa_test.json, yes/no
     load_questions("gpqa", "my/gpqa_diamond.csv", seed=0)          # your own copy; options shuffled
 """
 
