@@ -9,7 +9,7 @@ Run from the repository root, with nothing else running. Progress goes to stderr
 of stdout is one JSON object with the headline figures.
 
 Set-up (``--data``/``--student`` replace the data and student; ``--tag`` names the results
-file): the trainer benchmark's data (``benchmarks.trainer.prepare``: synthetic-world shards, five
+file): the trainer benchmark's data (``benchmarks.trainer_runs.prepare``: synthetic-world shards, five
 perspectives) and student (the embedded default when built, else the same architecture untrained);
 both processes get the same data, student, seed and flags (``--num_threads 1``, no evaluation, no
 saving of checkpoints) and differ only in the flag. Each round starts the two processes at the same
@@ -99,7 +99,7 @@ def run_pair(spec: dict[str, Any], strategy: str, steps: int, tmp: Path, first: 
 def run_benchmark(size: dict[str, Any], tmp: Path, step: Any, data: Path | None = None,
                   student: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """``data``/``student``: train on these instead of the trainer benchmark's set-up."""
-    from benchmarks.trainer import prepare
+    from benchmarks.trainer_runs import prepare
 
     if data is not None and student is not None:
         spec = {"data": str(data), "student": str(student), "student_described": str(student)}

@@ -51,6 +51,7 @@ import argparse
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks._common import (
@@ -130,68 +131,18 @@ def compare(
     rows_rounds = rounds if rows_rounds is None else rows_rounds
     from distill.evaluate import evaluate_loop, evaluate_model
 
-    step = step or (lambda text: None)
-    tick = tick or (lambda: None)
     kw = {"max_new_tokens": max_new_tokens, "prompt_style": "plain"}
     # warm-up: allocator (one full batch at full length: the first long run is otherwise slower), kernels, caches
     evaluate_model(model, tokenizer, questions[:batch_size], batch_size=batch_size, **kw)
     evaluate_loop(model, tokenizer, questions[:2], **{**kw, "max_new_tokens": 8})
-    runs: dict[str, dict[str, list[float]]] = {w: {"cpu": [], "wall": []} for w in ("batched", "loop", "rows")}
-    wanted = {"batched": rounds, "loop": loop_rounds, "rows": rows_rounds}
-    reference: list[tuple] | None = None
-    first = None
-    mismatches: list[dict[str, Any]] = []
-
-    def check(rows: list[dict[str, Any]], what: str) -> None:
-        nonlocal reference
-        got = _key(rows)
-        if reference is None:
-            reference = got
-            return
-        bad = [i for i, (a, b) in enumerate(zip(reference, got, strict=True)) if a != b]
-        if bad:
-            mismatches.append({"run": what, "questions": [reference[i][0] for i in bad[:10]], "count": len(bad)})
-
-    kinds = ("batched", "loop", "rows")
-    for r in range(max(wanted.values())):
-        order = kinds[r % 3 :] + kinds[: r % 3]
-        for what in order:
-            if r >= wanted[what]:
-                continue
-            step(f"{len(questions)} {questions[0].get('split', '')} questions: {what} (round {r + 1})")
-            if what == "batched":
-                result, cpu, wall = _timed(evaluate_model, model, tokenizer, questions, batch_size=batch_size, **kw)
-            elif what == "rows":
-                result, cpu, wall = _timed(evaluate_model, model, tokenizer, questions, batch_size=batch_size,
-                                           vectorised=False, **kw)  # fmt: skip
-            else:
-                result, cpu, wall = _timed(evaluate_loop, model, tokenizer, questions, **kw)
-            runs[what]["cpu"].append(cpu)
-            runs[what]["wall"].append(wall)
-            if first is None and what == "batched":
-                first = result
-            check(result.rows, f"{what} round {r + 1}")
-            tick()
-    if first is None:  # rounds == 0 cannot happen (argparse); keeps the type checker quiet
-        raise RuntimeError("no batched run")
+    step = step or (lambda text: None)
+    tick = tick or (lambda: None)
+    bench = _Comparison(model, tokenizer, questions, batch_size, kw, step, tick)
+    runs, first = bench.interleaved({"batched": rounds, "loop": loop_rounds, "rows": rows_rounds})
     tokens = sum(r["num_tokens"] or 0 for r in first.rows)
     n = len(questions)
     med = {w: {c: median(v) for c, v in runs[w].items()} for w in runs if runs[w]["cpu"]}
-    sweep_rows = []
-    for size in sweep:
-        step(f"{n} questions: batched, batch_size {size}")
-        cpu_s, wall_s = [], []
-        for _ in range(1):  # one run per size: a trend, not a headline
-            result, cpu, wall = _timed(evaluate_model, model, tokenizer, questions, batch_size=size, **kw)
-            cpu_s.append(cpu)
-            wall_s.append(wall)
-            check(result.rows, f"batch_size {size}")
-        sweep_rows.append({
-            "batch_size": size, "cpu_s": median(cpu_s), "wall_s": median(wall_s),
-            "over_loop_cpu": med["loop"]["cpu"] / median(cpu_s), "over_loop_wall": med["loop"]["wall"] / median(wall_s),
-            "questions_per_s_wall": rate(n, median(wall_s)),
-        })  # fmt: skip
-        tick()
+    sweep_rows = bench.sweep(sweep, med)
     s = first.summary()
     return {
         "questions": n,
@@ -221,12 +172,92 @@ def compare(
         "batched_tokens_per_s_wall": rate(tokens, med["batched"]["wall"]),
         "loop_tokens_per_s_wall": rate(tokens, med["loop"]["wall"]),
         "cpu_over_wall": {w: med[w]["cpu"] / med[w]["wall"] for w in med},
-        "predictions_identical": not mismatches,
-        "mismatches": mismatches,
+        "predictions_identical": not bench.mismatches,
+        "mismatches": bench.mismatches,
         "compared": "question_id, prediction text, num_tokens, finish_reason of every question, every run "
         "(batched rounds, loop rounds, per-row-loop rounds, batch-size sweep) against the first batched run",
         "batch_size_sweep": sweep_rows,
     }
+
+
+@dataclass
+class _Comparison:
+    """The timed runs of :func:`compare` on one question set, and every run's predictions checked
+    against the first run's (the first batched run: the rounds start with it)."""
+
+    model: Any
+    tokenizer: Any
+    questions: list[dict[str, Any]]
+    batch_size: int
+    kw: dict[str, Any]  # max_new_tokens and prompt_style of every run
+    step: Any
+    tick: Any
+    reference: list[tuple] | None = None
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+
+    def decode(self, what: str, batch_size: int | None = None) -> tuple[Any, float, float]:
+        """One timed run of ``what`` (``batched``, ``rows`` or ``loop``): the result, CPU and wall seconds."""
+        from distill.evaluate import evaluate_loop, evaluate_model
+
+        args = (self.model, self.tokenizer, self.questions)
+        size = self.batch_size if batch_size is None else batch_size
+        if what == "batched":
+            return _timed(evaluate_model, *args, batch_size=size, **self.kw)
+        if what == "rows":
+            return _timed(evaluate_model, *args, batch_size=size, vectorised=False, **self.kw)
+        return _timed(evaluate_loop, *args, **self.kw)
+
+    def check(self, rows: list[dict[str, Any]], what: str) -> None:
+        """The first call sets the reference; a later run that differs from it is recorded in ``mismatches``."""
+        got = _key(rows)
+        if self.reference is None:
+            self.reference = got
+            return
+        bad = [i for i, (a, b) in enumerate(zip(self.reference, got, strict=True)) if a != b]
+        if bad:
+            questions = [self.reference[i][0] for i in bad[:10]]
+            self.mismatches.append({"run": what, "questions": questions, "count": len(bad)})
+
+    def interleaved(self, wanted: dict[str, int]) -> tuple[dict[str, dict[str, list[float]]], Any]:
+        """``wanted[kind]`` runs of each kind, interleaved (the order rotates every round): CPU and wall
+        seconds per kind, and the first batched run's result."""
+        runs: dict[str, dict[str, list[float]]] = {w: {"cpu": [], "wall": []} for w in ("batched", "loop", "rows")}
+        first = None
+        kinds = ("batched", "loop", "rows")
+        for r in range(max(wanted.values())):
+            order = kinds[r % 3 :] + kinds[: r % 3]
+            for what in order:
+                if r >= wanted[what]:
+                    continue
+                split = self.questions[0].get("split", "")
+                self.step(f"{len(self.questions)} {split} questions: {what} (round {r + 1})")
+                result, cpu, wall = self.decode(what)
+                runs[what]["cpu"].append(cpu)
+                runs[what]["wall"].append(wall)
+                if first is None and what == "batched":
+                    first = result
+                self.check(result.rows, f"{what} round {r + 1}")
+                self.tick()
+        if first is None:  # rounds == 0 cannot happen (argparse); keeps the type checker quiet
+            raise RuntimeError("no batched run")
+        return runs, first
+
+    def sweep(self, sizes: tuple[int, ...], med: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+        """The batched path at each batch size of ``sizes``, one run each (a trend, not a headline), against
+        the median seconds ``med["loop"]`` of the loop."""
+        n = len(self.questions)
+        rows = []
+        for size in sizes:
+            self.step(f"{n} questions: batched, batch_size {size}")
+            result, cpu, wall = self.decode("batched", size)
+            self.check(result.rows, f"batch_size {size}")
+            rows.append({
+                "batch_size": size, "cpu_s": cpu, "wall_s": wall,
+                "over_loop_cpu": med["loop"]["cpu"] / cpu, "over_loop_wall": med["loop"]["wall"] / wall,
+                "questions_per_s_wall": rate(n, wall),
+            })  # fmt: skip
+            self.tick()
+        return rows
 
 
 def run_benchmark(

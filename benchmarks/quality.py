@@ -40,6 +40,7 @@ Steps (settings in the YAML config; ``--quick`` shrinks them for a smoke run):
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import fcntl
@@ -494,20 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ablations", action="store_true", help="skip MIND's ablations")
     args = parser.parse_args(argv)
     check_device(parser, args)
-    cfg = load_config(args.config, quick=args.quick)
-    if args.seeds:
-        cfg["seeds"] = [int(s) for s in args.seeds.split(",")]
-    if args.strategies:
-        cfg["strategies"] = [s.strip() for s in args.strategies.split(",")]
-        if unknown := set(cfg["strategies"]) - set(STRATEGIES) - set(cfg["variants"]):
-            parser.error(f"--strategies: unknown {sorted(unknown)}")
-    if args.regimes:
-        wanted = [r.strip() for r in args.regimes.split(",")]
-        if unknown := set(wanted) - set(cfg["regimes"]):
-            parser.error(f"--regimes: unknown {sorted(unknown)}; the config has {', '.join(cfg['regimes'])}")
-        cfg["regimes"] = {r: cfg["regimes"][r] for r in wanted}
-    if args.no_ablations:
-        cfg["ablations"] = {"variants": [], "regimes": [], "seeds": []}
+    cfg = _apply_overrides(parser, args, load_config(args.config, quick=args.quick))
     work = Path(args.work) / ("quick" if args.quick else "main")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -571,6 +559,24 @@ def main(argv: list[str] | None = None) -> int:
     emit({reg: {s: {sp: e[sp]["mean"] for sp in SPLITS if sp in e} for s, e in per.items()}
           for reg, per in results["summary"].items()} | {"wall_s": results["wall_seconds"]})  # fmt: skip
     return 0
+
+
+def _apply_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with the command line's ``--seeds``, ``--strategies``, ``--regimes`` and ``--no-ablations`` applied."""
+    if args.seeds:
+        cfg["seeds"] = [int(s) for s in args.seeds.split(",")]
+    if args.strategies:
+        cfg["strategies"] = [s.strip() for s in args.strategies.split(",")]
+        if unknown := set(cfg["strategies"]) - set(STRATEGIES) - set(cfg["variants"]):
+            parser.error(f"--strategies: unknown {sorted(unknown)}")
+    if args.regimes:
+        wanted = [r.strip() for r in args.regimes.split(",")]
+        if unknown := set(wanted) - set(cfg["regimes"]):
+            parser.error(f"--regimes: unknown {sorted(unknown)}; the config has {', '.join(cfg['regimes'])}")
+        cfg["regimes"] = {r: cfg["regimes"][r] for r in wanted}
+    if args.no_ablations:
+        cfg["ablations"] = {"variants": [], "regimes": [], "seeds": []}
+    return cfg
 
 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:

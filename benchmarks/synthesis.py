@@ -54,13 +54,12 @@ from benchmarks._common import (
     make_progress,
     median,
     peak_rss_mb,
-    profile_cumulative,
-    profile_rows,
     quiet_libraries,
     rate,
     run_child,
     publish,
 )
+from benchmarks.synthesis_profile import bench_profile_shard
 
 if str(REPO_ROOT) not in sys.path:  # tests.tiny_models, when started from elsewhere
     sys.path.insert(0, str(REPO_ROOT))
@@ -93,7 +92,6 @@ def bench_transformers(tmp: Path, n: int, max_tokens: int, repeats: int, sweep: 
     """Batched ``generate`` vs ``generate_unbatched`` on the same greedy requests."""
     import torch
 
-    from pipeline.teachers.base import GenerationRequest, SamplingConfig
     from pipeline.teachers.transformers_backend import TransformersBackend, TransformersConfig
     from tests.tiny_models import build_tiny_causal_lm
 
@@ -103,51 +101,16 @@ def bench_transformers(tmp: Path, n: int, max_tokens: int, repeats: int, sweep: 
         t = time.perf_counter()
         model_dir = build_tiny_causal_lm(tmp / "tiny-lm")
         build_s = time.perf_counter() - t
-        questions = [json.loads(line)["question"] for line in GSM8K_TEST.read_text().splitlines()[:n]]
-        sampling = SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=max_tokens)
-        requests = [
-            GenerationRequest(f"gsm8k:test:{i}", "stepwise", "tiny", 0, i, (), f"Question: {q}\nAnswer:", sampling)
-            for i, q in enumerate(questions)
-        ]
+        requests = _gsm8k_requests(n, max_tokens)
         backend = TransformersBackend(TransformersConfig(model=str(model_dir), device="cpu"))
         batch_size = backend.config.batch_size
         prompt_tokens = [len(backend._encode(r)) for r in requests]
         backend.generate(requests[:batch_size])  # warm-up (allocator, kernels)
         backend.generate_unbatched(requests[:2])
-
-        def key(c: Any) -> tuple:
-            return (c.text, c.finish_reason, c.num_tokens)
-
-        def compare(a: list, b: list, what: str) -> float:
-            mismatched = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if key(x) != key(y)]
-            assert not mismatched, f"{what}: outputs differ for requests {mismatched[:10]}"
-            return max(abs(x.cumulative_logprob - y.cumulative_logprob) for x, y in zip(a, b, strict=True))
-
-        batched_s, loop_s, reference, max_logprob_diff = [], [], None, 0.0
-        for rep in range(repeats):  # alternate the order: neither side always runs on a warmer machine
-            order = ("batched", "loop") if rep % 2 == 0 else ("loop", "batched")
-            for what in order:
-                fn = backend.generate if what == "batched" else backend.generate_unbatched
-                t = time.perf_counter()
-                out = fn(requests)
-                (batched_s if what == "batched" else loop_s).append(time.perf_counter() - t)
-                if reference is None:
-                    reference = out
-                else:
-                    max_logprob_diff = max(max_logprob_diff, compare(reference, out, f"{what} vs first run"))
+        batched_s, loop_s, reference, max_logprob_diff = _batched_vs_loop(backend, requests, repeats)
         tokens = sum(c.num_tokens for c in reference)
-        sweep_rows = []
-        for size in sweep:
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                out = backend._generate(requests, size)
-                times.append(time.perf_counter() - t)
-                max_logprob_diff = max(max_logprob_diff, compare(reference, out, f"batch_size {size}"))
-            sweep_rows.append({
-                "batch_size": size, "seconds_median": median(times), "rationales_per_s": rate(n, median(times)),
-                "over_loop": median(loop_s) / median(times),
-            })  # fmt: skip
+        sweep_rows, sweep_diff = _batch_size_sweep(backend, requests, sweep, repeats, reference, median(loop_s))
+        max_logprob_diff = max(max_logprob_diff, sweep_diff)
         backend.close()
     finally:
         torch.set_num_threads(previous_threads)
@@ -176,6 +139,72 @@ def bench_transformers(tmp: Path, n: int, max_tokens: int, repeats: int, sweep: 
         "max_cumulative_logprob_abs_diff": max_logprob_diff,
         "batch_size_sweep": sweep_rows,
     }
+
+
+def _gsm8k_requests(n: int, max_tokens: int) -> list[Any]:
+    """Greedy requests for the first ``n`` GSM8K test questions as ``Question: ...\\nAnswer:``."""
+    from pipeline.teachers.base import GenerationRequest, SamplingConfig
+
+    questions = [json.loads(line)["question"] for line in GSM8K_TEST.read_text().splitlines()[:n]]
+    sampling = SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=max_tokens)
+    return [
+        GenerationRequest(f"gsm8k:test:{i}", "stepwise", "tiny", 0, i, (), f"Question: {q}\nAnswer:", sampling)
+        for i, q in enumerate(questions)
+    ]
+
+
+def _max_logprob_diff(a: list[Any], b: list[Any], what: str) -> float:
+    """Asserts that two runs' outputs are identical (text, finish reason, token count); returns their
+    largest cumulative-logprob difference."""
+
+    def key(c: Any) -> tuple:
+        return (c.text, c.finish_reason, c.num_tokens)
+
+    mismatched = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if key(x) != key(y)]
+    assert not mismatched, f"{what}: outputs differ for requests {mismatched[:10]}"
+    return max(abs(x.cumulative_logprob - y.cumulative_logprob) for x, y in zip(a, b, strict=True))
+
+
+def _batched_vs_loop(
+    backend: Any, requests: list[Any], repeats: int
+) -> tuple[list[float], list[float], list[Any], float]:
+    """``repeats`` rounds of both paths, alternating their order: (batched seconds, loop seconds, the first
+    run's outputs, the largest logprob difference of every later run from them)."""
+    batched_s: list[float] = []
+    loop_s: list[float] = []
+    reference, max_logprob_diff = None, 0.0
+    for rep in range(repeats):  # alternate the order: neither side always runs on a warmer machine
+        order = ("batched", "loop") if rep % 2 == 0 else ("loop", "batched")
+        for what in order:
+            fn = backend.generate if what == "batched" else backend.generate_unbatched
+            t = time.perf_counter()
+            out = fn(requests)
+            (batched_s if what == "batched" else loop_s).append(time.perf_counter() - t)
+            if reference is None:
+                reference = out
+            else:
+                max_logprob_diff = max(max_logprob_diff, _max_logprob_diff(reference, out, f"{what} vs first run"))
+    return batched_s, loop_s, reference, max_logprob_diff
+
+
+def _batch_size_sweep(
+    backend: Any, requests: list[Any], sweep: tuple[int, ...], repeats: int, reference: list[Any], loop_median: float
+) -> tuple[list[dict[str, Any]], float]:
+    """The batched path at each batch size of ``sweep``: rows, and the largest logprob difference from ``reference``."""
+    n = len(requests)
+    rows, max_logprob_diff = [], 0.0
+    for size in sweep:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            out = backend._generate(requests, size)
+            times.append(time.perf_counter() - t)
+            max_logprob_diff = max(max_logprob_diff, _max_logprob_diff(reference, out, f"batch_size {size}"))
+        rows.append({
+            "batch_size": size, "seconds_median": median(times), "rationales_per_s": rate(n, median(times)),
+            "over_loop": loop_median / median(times),
+        })  # fmt: skip
+    return rows, max_logprob_diff
 
 
 # ---------------------------------------------------------------- 2. the flow in-process
@@ -362,134 +391,7 @@ def bench_verify(run_dir: str, repeats: int) -> dict:
     return out
 
 
-# ---------------------------------------------------------------- 5. one shard under the profiler
-RUN_SHARD_FUNCTIONS = {
-    "run_shard": ("pipeline/synthesis.py", "run_shard"),
-    "RunWriter.__init__ (manifest read under lock)": ("data_schemas/io.py", "__init__"),
-    "RunWriter.has_shard": ("data_schemas/io.py", "has_shard"),
-    "resolved_perspectives": ("pipeline/synthesis.py", "resolved_perspectives"),
-    "build_requests": ("pipeline/synthesis.py", "build_requests"),
-    "derive_seed": ("pipeline/ids.py", "derive_seed"),
-    "teacher.generate (synthetic)": ("pipeline/teachers/synthetic_backend.py", "generate"),
-    "problem_from_question_row": ("pipeline/synthetic/world.py", "problem_from_question_row"),
-    "verify": ("pipeline/verify.py", "verify"),
-    "verify: extract_answer": ("pipeline/verify.py", "extract_answer"),
-    "verify: judge": ("pipeline/verify.py", "judge"),
-    "Fraction.__new__": ("fractions.py", "__new__"),
-    "json.dumps (error metadata)": ("json/__init__.py", "dumps"),
-    "pa.Table.from_pydict": ("", "from_pydict"),
-    "RunWriter.write_shard": ("data_schemas/io.py", "write_shard"),
-    "write: conform_table": ("data_schemas/validate.py", "conform_table"),
-    "write: Table.sort_by": ("", "sort_by"),
-    "write: write_parquet_atomic": ("data_schemas/io.py", "write_parquet_atomic"),
-    "write: pq.write_table": ("pyarrow/parquet/core.py", "write_table"),
-    "write: os.fsync": ("", "posix.fsync"),
-    "write: sha256_file": ("data_schemas/io.py", "sha256_file"),
-    "write: load_manifest": ("data_schemas/manifest.py", "load_manifest"),
-    "write: write_text_atomic (manifest)": ("data_schemas/io.py", "write_text_atomic"),
-    "write: model_dump_json (manifest)": ("", "model_dump_json"),
-}
-
-
-def bench_profile_shard(tmp: Path, questions: int) -> dict:
-    """``run_shard`` on one shard of ``questions`` questions: plain timing, then under cProfile."""
-    import cProfile
-
-    from pipeline.synthesis import SynthesisConfig, iter_question_shards, run_shard
-
-    cfg = SynthesisConfig(num_questions=questions, shard_size=questions)
-    ((name, qs),) = list(iter_question_shards(cfg))
-    run_shard(cfg, tmp / "profile-warm", cfg.run_id(), name, qs)
-    plain = [run_shard(cfg, tmp / f"profile-plain-{i}", cfg.run_id(), name, qs) for i in range(3)]
-    profile = cProfile.Profile()
-    profile.enable()
-    profiled = run_shard(cfg, tmp / "profile", cfg.run_id(), name, qs)
-    profile.disable()
-    best = min(plain, key=lambda r: r.total_s)
-    best_dir = tmp / f"profile-plain-{plain.index(best)}"
-    verify_only = _verify_only_s(best_dir / "shards" / f"{name}.parquet")
-    return {
-        "verify_only_s": verify_only,
-        "row_assembly_s": best.verify_s - verify_only,
-        "write_breakdown_s": write_breakdown(best_dir, name),
-        "questions": questions,
-        "rows": best.rows,
-        "plain_total_s": [r.total_s for r in plain],
-        "plain_best": {"teacher_s": best.teacher_s, "verify_s": best.verify_s, "write_s": best.write_s,
-                       "other_s": best.total_s - best.teacher_s - best.verify_s - best.write_s,
-                       "total_s": best.total_s, "rationales_per_s": rate(best.rows, best.total_s)},
-        "profiled": {"teacher_s": profiled.teacher_s, "verify_s": profiled.verify_s, "write_s": profiled.write_s,
-                     "total_s": profiled.total_s},
-        "named_cumulative_s": profile_cumulative(profile, RUN_SHARD_FUNCTIONS),
-        "top_tottime": profile_rows(profile, "tottime", 30),
-        "top_cumtime": profile_rows(profile, "cumtime", 40),
-        "note": "cProfile slows Python-heavy code (teacher, verify) much more than C code (Parquet); "
-        "use plain_best for shares and the profile for where inside each phase the time goes",
-    }  # fmt: skip
-
-
-def _verify_only_s(path: Path, repeats: int = 3) -> float:
-    """Best time of ``verify`` alone over a shard's rationales (to split run_shard's verify_s)."""
-    import pyarrow.parquet as pq
-
-    from pipeline.verify import verify
-
-    items = [tuple(r.values()) for r in pq.read_table(path, columns=["rationale", "gold_answer", "task"]).to_pylist()]
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for text, gold, task in items:
-            verify(text, gold, task)
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def write_breakdown(run_dir: Path, name: str, repeats: int = 3) -> dict[str, float]:
-    """The steps of ``RunWriter.write_shard`` (plus building the table), timed one by one (best of
-    ``repeats``) on a finished shard put back in generation order (Cython steps are invisible to
-    cProfile)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from data_schemas import RATIONALE_SCHEMA
-    from data_schemas.io import SORT_KEYS, sha256_file, write_parquet_atomic, write_text_atomic
-    from data_schemas.manifest import MANIFEST_NAME, load_manifest
-    from data_schemas.validate import conform_table
-    from pipeline.synthetic import PERSPECTIVES
-
-    table = pq.read_table(run_dir / "shards" / f"{name}.parquet")
-    pos = {p: i for i, p in enumerate(PERSPECTIVES)}
-    keys = [
-        (int(q.rsplit(":", 1)[1]), pos[p], k)  # source index, perspective, sample: generation order
-        for q, p, k in zip(table["question_id"].to_pylist(), table["perspective"].to_pylist(),
-                           table["sample_index"].to_pylist(), strict=True)
-    ]  # fmt: skip
-    order = sorted(range(table.num_rows), key=keys.__getitem__)
-    cols = table.take(order).to_pydict()
-    best: dict[str, float] = {}
-
-    def clock(label: str, fn: Any) -> Any:
-        t = time.perf_counter()
-        out = fn()
-        best[label] = min(best.get(label, float("inf")), time.perf_counter() - t)
-        return out
-
-    target = run_dir / "shards" / "breakdown.parquet"
-    for _ in range(repeats):
-        built = clock("Table.from_pydict", lambda: pa.Table.from_pydict(cols, schema=RATIONALE_SCHEMA))
-        conformed = clock("conform_table", lambda b=built: conform_table(b, "rationales", where="benchmark"))
-        ordered = clock("sort_by", lambda c=conformed: c.sort_by([(k, "ascending") for k in SORT_KEYS["rationales"]]))
-        clock("write_parquet_atomic (zstd, fsync, rename)", lambda o=ordered: write_parquet_atomic(o, target))
-        clock("pq.write_table only (no fsync)", lambda o=ordered: pq.write_table(
-            o, run_dir / "breakdown-plain.parquet", row_group_size=64_000, compression="zstd"))
-        clock("sha256_file", lambda: sha256_file(target))
-        manifest = clock("load_manifest", lambda: load_manifest(run_dir))
-        text = clock("manifest.model_dump_json", lambda m=manifest: m.model_dump_json(indent=2))
-        clock("write_text_atomic (manifest, fsync, rename)", lambda t=text: write_text_atomic(run_dir / MANIFEST_NAME, t))
-    best["shard_bytes"] = target.stat().st_size
-    return best
-
-
+# ---------------------------------------------------------------- 5. one shard under the profiler: synthesis_profile.py
 # ---------------------------------------------------------------- 6. the CLI in fresh processes
 def bench_cli(tmp: Path, num_questions: int, index: int) -> dict:
     """``python -m flows.synthesize --out TMP --num-questions N`` in a fresh process."""
@@ -539,56 +441,92 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"benchmark": "synthesis", "quick": args.quick, "sizes": size,
                                "machine": machine_info(), "targets": TARGETS}  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="mind-bench-synthesis-"))
-    cli_plan = [DEFAULT_CLI_QUESTIONS] * size["cli_repeats"] + list(size["rss_questions"])
-    steps = ["transformers", "flow", "direct", "verify", "profile"] + [f"cli-{i}" for i in range(len(cli_plan))]
     try:
-        with ExitStack() as stack:
-            progress = stack.enter_context(make_progress())
-            bar = progress.add_task("synthesis benchmark", total=len(steps))
-
-            def step(text: str) -> None:
-                progress.update(bar, description=text)
-
-            step(f"transformers: batched vs loop ({size['tf_prompts']} prompts)")
-            results["transformers"] = bench_transformers(
-                tmp, size["tf_prompts"], size["tf_max_tokens"], size["tf_repeats"], size["tf_sweep"], args.torch_threads
-            )
-            progress.advance(bar)
-            step(f"flow in-process: {size['pipe_questions']} questions x {size['pipe_repeats']} (fresh process)")
-            flow = bench_flow_runs(
-                tmp, size["pipe_questions"], size["pipe_repeats"], size["breakdown_repeats"], size["flow_profile"]
-            )
-            results["flow"] = flow
-            progress.advance(bar)
-            step(f"same work without Prefect ({size['pipe_questions']} questions)")
-            results["direct"] = bench_direct(tmp, size["pipe_questions"], size["direct_repeats"])
-            progress.advance(bar)
-            step("verify alone")
-            results["verify"] = bench_verify(flow.pop("last_run_dir"), size["verify_repeats"])
-            for record in flow["runs"]:  # temporary paths: noise in a committed file
-                record["summary"].pop("run_dir", None)
-            progress.advance(bar)
-            step(f"profile of run_shard ({size['profile_questions']} questions, one shard)")
-            results["run_shard_profile"] = bench_profile_shard(tmp, size["profile_questions"])
-            progress.advance(bar)
-            cli_runs = []
-            for i, n in enumerate(cli_plan):
-                step(f"CLI in a fresh process: --num-questions {n}")
-                cli_runs.append(bench_cli(tmp, n, i))
-                progress.advance(bar)
-            step("done")
+        cli_runs = _run_parts(tmp, size, args.torch_threads, results)
     finally:
         if args.keep_tmp:
             print(f"kept {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     results["cli_runs"] = cli_runs
+    flow = results["flow"]
+    results["overhead"] = _overhead_figures(cli_runs, flow)
+    results["prefect_task_overhead"] = _prefect_task_overhead(flow, results["direct"], size["pipe_questions"])
+    results["memory"] = _memory_figures(cli_runs, size["rss_questions"])
+    rss = dict(zip(results["memory"]["num_questions"], results["memory"]["peak_rss_mb"], strict=True))
+    headline = {
+        "batched_over_loop": results["transformers"]["batched_over_loop"],
+        "pipeline_rationales_per_s": flow["pipeline_rationales_per_s"],
+        "verify_rationales_per_s": results["verify"]["synthetic"]["rationales_per_s"],
+        "overhead_share": results["overhead"]["overhead_share"],
+        "peak_rss_mb_1k": rss.get(1000),
+        "peak_rss_mb_10k": rss.get(10000),
+        "prefect_startup_s": flow["prefect_startup_s"],
+        "prefect_outside_flow_s_cli": results["overhead"]["prefect_outside_flow_s_cli"],
+        "end_to_end_rationales_per_s_10k": results["overhead"]["end_to_end_rationales_per_s_flow_seconds"],
+        "quick": args.quick,
+    }
+    results["headline"] = headline
+    ratio = results["memory"]["ratio_10k_over_1k"]
+    results["targets_met"] = {
+        "batched_over_loop": headline["batched_over_loop"] >= TARGETS["batched_over_loop"],
+        "pipeline_rationales_per_s": headline["pipeline_rationales_per_s"] >= TARGETS["pipeline_rationales_per_s"],
+        "rss_10k_over_1k": None if ratio is None else ratio <= TARGETS["rss_10k_over_1k_max"],
+    }
+    return publish("synthesis", results, headline, quick=args.quick, t_start=t_start)
 
-    # ---- derived figures
+
+def _run_parts(tmp: Path, size: dict[str, Any], torch_threads: int, results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Parts 1-5 into ``results`` (``transformers``, ``flow``, ``direct``, ``verify``, ``run_shard_profile``),
+    under a progress bar; returns part 6, the CLI runs."""
+    cli_plan = [DEFAULT_CLI_QUESTIONS] * size["cli_repeats"] + list(size["rss_questions"])
+    steps = ["transformers", "flow", "direct", "verify", "profile"] + [f"cli-{i}" for i in range(len(cli_plan))]
+    with ExitStack() as stack:
+        progress = stack.enter_context(make_progress())
+        bar = progress.add_task("synthesis benchmark", total=len(steps))
+
+        def step(text: str) -> None:
+            progress.update(bar, description=text)
+
+        step(f"transformers: batched vs loop ({size['tf_prompts']} prompts)")
+        results["transformers"] = bench_transformers(
+            tmp, size["tf_prompts"], size["tf_max_tokens"], size["tf_repeats"], size["tf_sweep"], torch_threads
+        )
+        progress.advance(bar)
+        step(f"flow in-process: {size['pipe_questions']} questions x {size['pipe_repeats']} (fresh process)")
+        flow = bench_flow_runs(
+            tmp, size["pipe_questions"], size["pipe_repeats"], size["breakdown_repeats"], size["flow_profile"]
+        )
+        results["flow"] = flow
+        progress.advance(bar)
+        step(f"same work without Prefect ({size['pipe_questions']} questions)")
+        results["direct"] = bench_direct(tmp, size["pipe_questions"], size["direct_repeats"])
+        progress.advance(bar)
+        step("verify alone")
+        results["verify"] = bench_verify(flow.pop("last_run_dir"), size["verify_repeats"])
+        for record in flow["runs"]:  # temporary paths: noise in a committed file
+            record["summary"].pop("run_dir", None)
+        progress.advance(bar)
+        step(f"profile of run_shard ({size['profile_questions']} questions, one shard)")
+        results["run_shard_profile"] = bench_profile_shard(tmp, size["profile_questions"])
+        progress.advance(bar)
+        cli_runs = []
+        for i, n in enumerate(cli_plan):
+            step(f"CLI in a fresh process: --num-questions {n}")
+            cli_runs.append(bench_cli(tmp, n, i))
+            progress.advance(bar)
+        step("done")
+    return cli_runs
+
+
+# ---------------------------------------------------------------- derived figures
+def _overhead_figures(cli_runs: list[dict[str, Any]], flow: dict[str, Any]) -> dict[str, Any]:
+    """``results["overhead"]``: the share of the flow's time outside the teacher, from the default CLI runs and
+    the one-thread in-process runs, and the end-to-end rates."""
     default_runs = [r for r in cli_runs if r["num_questions"] == DEFAULT_CLI_QUESTIONS] or cli_runs[-1:]
     breakdown = [r["summary"] for r in flow["breakdown_runs"]]
     one_thread_share = median(1 - s["timing"]["teacher_s"] / s["seconds"] for s in breakdown)
-    results["overhead"] = {
+    return {
         "method": "overhead_share = 1 - sum(teacher_s) / seconds from the summary of the default CLI run "
         f"(--num-questions {default_runs[0]['num_questions']}, 4 shard threads), median of {len(default_runs)} "
         "fresh processes. sum(teacher_s) adds the wall time each shard thread spent inside teacher.generate; "
@@ -615,18 +553,25 @@ def main(argv: list[str] | None = None) -> int:
         "wall_shares_one_thread": {k: median(wall_shares(s)[k] for s in breakdown) for k in wall_shares(breakdown[0])},
         "one_thread_rationales_per_s": median(rate(s["rows_written"], s["seconds"]) for s in breakdown),
     }  # fmt: skip
-    direct = results["direct"]
+
+
+def _prefect_task_overhead(flow: dict[str, Any], direct: dict[str, Any], pipe_questions: int) -> dict[str, Any]:
+    """Seconds each Prefect shard task adds: the one-thread flow against the same work without Prefect."""
     per_task = (1 / flow["threads1_median_rationales_per_s"] - 1 / direct["rationales_per_s_including_question_generation"])
-    shards_per_run = -(-size["pipe_questions"] // 100)
-    results["prefect_task_overhead"] = {
+    shards_per_run = -(-pipe_questions // 100)
+    return {
         "method": "one-thread flow vs question generation + run_shard loop without Prefect, same questions",
         "flow_one_thread_rationales_per_s": flow["threads1_median_rationales_per_s"],
         "direct_rationales_per_s": direct["rationales_per_s_including_question_generation"],
         "seconds_per_shard_task": per_task * flow["rows_per_run"] / shards_per_run,
     }
-    sized = {r["num_questions"]: r for r in cli_runs if r["num_questions"] in size["rss_questions"]}
-    rss = {n: sized[n]["peak_rss_mb"] for n in size["rss_questions"]}
-    results["memory"] = {
+
+
+def _memory_figures(cli_runs: list[dict[str, Any]], rss_questions: tuple[int, ...]) -> dict[str, Any]:
+    """``results["memory"]``: the flow process's peak RSS at each size of ``rss_questions``."""
+    sized = {r["num_questions"]: r for r in cli_runs if r["num_questions"] in rss_questions}
+    rss = {n: sized[n]["peak_rss_mb"] for n in rss_questions}
+    return {
         "method": "peak RSS (VmHWM from /proc at exit) of a fresh `python -m flows.synthesize --out TMP "
         "--num-questions N` process, the flow process. Not ru_maxrss: on Linux it keeps the high-water mark "
         "of the address space before execve, i.e. of the benchmark process that started the child (kept as "
@@ -640,26 +585,6 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_10k_over_1k": rss[10000] / rss[1000] if 10000 in rss and 1000 in rss else None,
         "benchmark_process_peak_rss_mb": peak_rss_mb(),
     }  # fmt: skip
-    headline = {
-        "batched_over_loop": results["transformers"]["batched_over_loop"],
-        "pipeline_rationales_per_s": flow["pipeline_rationales_per_s"],
-        "verify_rationales_per_s": results["verify"]["synthetic"]["rationales_per_s"],
-        "overhead_share": results["overhead"]["overhead_share"],
-        "peak_rss_mb_1k": rss.get(1000),
-        "peak_rss_mb_10k": rss.get(10000),
-        "prefect_startup_s": flow["prefect_startup_s"],
-        "prefect_outside_flow_s_cli": results["overhead"]["prefect_outside_flow_s_cli"],
-        "end_to_end_rationales_per_s_10k": results["overhead"]["end_to_end_rationales_per_s_flow_seconds"],
-        "quick": args.quick,
-    }
-    results["headline"] = headline
-    ratio = results["memory"]["ratio_10k_over_1k"]
-    results["targets_met"] = {
-        "batched_over_loop": headline["batched_over_loop"] >= TARGETS["batched_over_loop"],
-        "pipeline_rationales_per_s": headline["pipeline_rationales_per_s"] >= TARGETS["pipeline_rationales_per_s"],
-        "rss_10k_over_1k": None if ratio is None else ratio <= TARGETS["rss_10k_over_1k_max"],
-    }
-    return publish("synthesis", results, headline, quick=args.quick, t_start=t_start)
 
 
 if __name__ == "__main__":

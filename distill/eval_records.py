@@ -1,5 +1,5 @@
 """Evaluation records: the predictions file's schema, accuracy figures of a set of predictions, and one
-split's result (:class:`EvalResult`) with its writer. Shared by the decoders (:mod:`distill.evaluate`) and
+split's result (:class:`EvalResult`) with its writer. Shared by the decoders (:mod:`distill.eval_decode`) and
 the suites (:mod:`distill.suites`)."""
 
 from __future__ import annotations

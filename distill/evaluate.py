@@ -47,7 +47,8 @@ right), ``majority_accuracy`` (majority vote over the K extracted answers), ``er
 ``members`` (each set's group, source and those figures, or ``status: skipped`` and why),
 ``id_average``, ``ood_average``, ``average`` (macro means over the evaluated sets).
 
-From Python (e.g. a trainer at the end of training, in-process)::
+From Python (e.g. a trainer at the end of training, in-process), with the decoding library
+:mod:`distill.eval_decode`, whose public names this module re-exports::
 
     from distill.evaluate import evaluate_model, evaluate_splits
     result = evaluate_model(model, tokenizer, questions, batch_size=32, max_new_tokens=256)
@@ -65,23 +66,31 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.eval_backends import BackendChoice
+from distill.eval_decode import (
+    Progress,
+    build_requests,
+    evaluate_backend,
+    evaluate_loop,
+    evaluate_model,
+    evaluate_splits,
+)
 from distill.eval_records import PREDICTION_SCHEMA, EvalResult, Scores, score_predictions, write_predictions
-from distill.formatting import PLAIN_TEMPLATE, PromptStyle, encode_prompt, prompt_text, resolve_style
+from distill.formatting import resolve_style
 from distill.question_sets import DEFAULT_SYNTHETIC_QUESTIONS, SYNTHETIC_SPLITS, load_split_questions
-from pipeline.ids import content_question_id, derive_seed
-from pipeline.teachers.base import Completion, GenerationRequest, SamplingConfig, TeacherBackend
+from pipeline.teachers.base import TeacherBackend
 
-# PREDICTION_SCHEMA, EvalResult, Scores, score_predictions, write_predictions (distill.eval_records) and
-# load_split_questions (distill.question_sets) are re-exported: evaluation's public names in one place
+# the decoding library (distill.eval_decode), the records (distill.eval_records) and load_split_questions
+# (distill.question_sets) are re-exported: evaluation's public names in one place
 __all__ = [
     "PREDICTION_SCHEMA",
     "EvalResult",
     "Scores",
-    "build_remote_requests",
     "build_requests",
     "evaluate_backend",
     "evaluate_loop",
@@ -92,354 +101,6 @@ __all__ = [
     "score_predictions",
     "write_predictions",
 ]
-
-Progress = Callable[[int, int], None]  # (predictions done, total)
-
-
-def _question_fields(q: Mapping[str, Any], index: int) -> tuple[str, str, str, str]:
-    for key in ("question", "gold_answer", "task"):
-        if q.get(key) is None or not str(q[key]).strip():
-            raise ValueError(f"question {index} has no {key!r} (keys: {', '.join(sorted(q))})")
-    question = str(q["question"])
-    qid = q.get("question_id") or content_question_id("eval", question)
-    return str(qid), question, str(q["gold_answer"]), str(q["task"])
-
-
-def _sample_seed(seed: int, question_id: str, sample_index: int) -> int:
-    return derive_seed("distill.evaluate", seed, question_id, sample_index)
-
-
-def build_requests(
-    tokenizer: Any,
-    questions: Sequence[Mapping[str, Any]],
-    *,
-    style: str,
-    n: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 256,
-    seed: int = 0,
-) -> list[GenerationRequest]:
-    """One request per (question, sample), question-major. ``style`` is ``plain`` (the
-    backend must not use chat: ``request.prompt`` is the formatted prompt) or ``chat`` (the
-    backend renders ``request.messages`` -- the question as the user turn -- with the
-    template); either way the prompt ids equal :func:`distill.formatting.encode_prompt`."""
-    if style not in ("plain", "chat"):
-        raise ValueError(f"style must be plain or chat, got {style!r}")
-    sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens)
-    requests = []
-    for i, q in enumerate(questions):
-        qid, question, _, _ = _question_fields(q, i)
-        prompt = prompt_text(tokenizer, question, style)  # type: ignore[arg-type]
-        messages = ({"role": "user", "content": question.strip()},) if style == "chat" else ()
-        for k in range(n):
-            requests.append(
-                GenerationRequest(
-                    question_id=qid,
-                    perspective="eval",
-                    teacher="student",
-                    sample_index=k,
-                    seed=_sample_seed(seed, qid, k) if temperature > 0 else seed,
-                    messages=messages,
-                    prompt=prompt,
-                    sampling=sampling,
-                    question=dict(q),
-                )
-            )
-    return requests
-
-
-def build_remote_requests(
-    questions: Sequence[Mapping[str, Any]],
-    *,
-    n: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 256,
-    seed: int = 0,
-) -> list[GenerationRequest]:
-    """Requests for a backend that renders prompts itself (``vllm``, ``openai``): ``prompt`` is
-    the plain training prompt (``"Question: ...\\nAnswer:\\n"``) and ``messages`` the question as
-    the one user turn; the backend's ``use_chat`` picks one. Ids, seeds and order as
-    :func:`build_requests`."""
-    sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens)
-    requests = []
-    for i, q in enumerate(questions):
-        qid, question, _, _ = _question_fields(q, i)
-        text = question.strip()
-        for k in range(n):
-            requests.append(
-                GenerationRequest(
-                    question_id=qid,
-                    perspective="eval",
-                    teacher="student",
-                    sample_index=k,
-                    seed=_sample_seed(seed, qid, k) if temperature > 0 else seed,
-                    messages=({"role": "user", "content": text},),
-                    prompt=PLAIN_TEMPLATE.format(question=text),
-                    sampling=sampling,
-                    question=dict(q),
-                )
-            )
-    return requests
-
-
-def _check_sampling(n: int, temperature: float, max_new_tokens: int, batch_size: int = 1) -> None:
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if n > 1 and temperature <= 0:
-        raise ValueError("n > 1 samples per question need a temperature > 0 (greedy samples are identical)")
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError("batch_size and max_new_tokens must be >= 1")
-
-
-def _result(
-    requests: Sequence[GenerationRequest],
-    completions: Sequence[Completion | None],
-    questions: Sequence[Mapping[str, Any]],
-    *,
-    split: str | None,
-    seconds: float,
-    style: str,
-) -> EvalResult:
-    """Prediction rows (request order) of ``completions``, scored."""
-    rows = []
-    for req, c in zip(requests, completions, strict=True):
-        assert c is not None
-        q = req.question
-        rows.append(
-            {
-                "question_id": req.question_id,
-                "question": str(q["question"]),
-                "gold_answer": str(q["gold_answer"]),
-                "task": str(q["task"]),
-                "split": split if split is not None else str(q.get("split") or ""),
-                "sample_index": req.sample_index,
-                "seed": req.seed,
-                "prediction": c.text,
-                "num_tokens": c.num_tokens,
-                "finish_reason": c.finish_reason,
-                "error": c.error,
-            }
-        )
-    scores = score_predictions(rows)
-    label = split if split is not None else (str(questions[0].get("split") or "") if questions else "")
-    return EvalResult(split=label, scores=scores, rows=rows, seconds=seconds, prompt_style=style)
-
-
-def _unwrap(model: Any) -> Any:
-    """The module that generates: DDP/accelerate wrappers off; a PEFT model's base model
-    (whose layers carry the injected adapters) so that position ids reach the forward pass."""
-    while hasattr(model, "module") and not hasattr(model, "generation_config"):
-        model = model.module
-    peft_config = getattr(model, "active_peft_config", None)
-    if hasattr(model, "get_base_model") and not getattr(peft_config, "is_prompt_learning", False):
-        model = model.get_base_model()
-    return model
-
-
-def _evaluate(
-    model: Any,
-    tokenizer: Any,
-    questions: Iterable[Mapping[str, Any]],
-    *,
-    batched: bool,
-    batch_size: int,
-    max_new_tokens: int,
-    prompt_style: PromptStyle,
-    n: int,
-    temperature: float,
-    top_p: float,
-    seed: int,
-    split: str | None,
-    progress: Progress | None,
-    vectorised: bool = True,
-) -> EvalResult:
-    from pipeline.teachers.transformers_backend import TransformersBackend
-
-    _check_sampling(n, temperature, max_new_tokens, batch_size)
-    questions = list(questions)
-    style = resolve_style(tokenizer, prompt_style)
-    gen_model = _unwrap(model)
-    backend = TransformersBackend.from_pretrained_objects(
-        gen_model,
-        tokenizer,
-        model="<student>",
-        batch_size=batch_size,
-        use_chat="true" if style == "chat" else "false",
-        vectorised=vectorised,
-    )
-    requests = build_requests(
-        tokenizer, questions, style=style, n=n, temperature=temperature, top_p=top_p,
-        max_new_tokens=max_new_tokens, seed=seed,
-    )  # fmt: skip
-    # Same prompt ids as training; order by length (as the backend does) so that batches are
-    # tight and progress can be reported batch by batch with the same batches as one call.
-    ids: list[list[int]] = []
-    for req in requests[::n]:  # question-major: the first sample of each question
-        expected = encode_prompt(tokenizer, req.question["question"], style)
-        got = backend.prompt_ids(req)
-        if list(expected) != got:
-            raise RuntimeError(
-                f"prompt of {req.question_id!r} tokenizes differently from distill.formatting "
-                f"({len(got)} vs {len(expected)} tokens)"
-            )
-        ids.append(got)
-    order = sorted(range(len(requests)), key=lambda i: (len(ids[i // n]), ids[i // n]))
-    completions: list[Completion | None] = [None] * len(requests)
-
-    modes = [(m, m.training) for m in model.modules()]
-    t0 = time.perf_counter()
-    try:
-        model.eval()
-        step = batch_size if batched else 1
-        done = 0
-        if progress:
-            progress(0, len(requests))
-        for start in range(0, len(order), step):
-            chunk = order[start : start + step]
-            batch = [requests[i] for i in chunk]
-            outs = backend.generate(batch) if batched else backend.generate_unbatched(batch)
-            for i, c in zip(chunk, outs, strict=True):
-                completions[i] = c
-            done += len(chunk)
-            if progress:
-                progress(done, len(requests))
-    finally:
-        for m, training in modes:
-            m.training = training
-    seconds = time.perf_counter() - t0
-    return _result(requests, completions, questions, split=split, seconds=seconds, style=style)
-
-
-def evaluate_model(
-    model: Any,
-    tokenizer: Any,
-    questions: Iterable[Mapping[str, Any]],
-    *,
-    batch_size: int = 32,
-    max_new_tokens: int = 256,
-    prompt_style: PromptStyle = "auto",
-    n: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    split: str | None = None,
-    progress: Progress | None = None,
-    vectorised: bool = True,
-) -> EvalResult:
-    """Decode ``model`` on ``questions`` (dicts with ``question``, ``gold_answer``, ``task``,
-    optionally ``question_id`` and ``split``) in batches of ``batch_size`` and score them.
-
-    Greedy when ``temperature == 0``; else ``n`` seeded samples per question. ``split`` labels
-    the rows (default: each question's own ``split``). ``progress(done, total)`` is called
-    after every batch. The model runs where it is, in its dtype, in eval mode; the train/eval
-    mode of every submodule is restored afterwards. ``vectorised=False`` decodes with the
-    backend's per-row loop (same outputs, slower: the baseline of ``benchmarks/evaluate.py``).
-    """
-    return _evaluate(
-        model, tokenizer, questions, batched=True, batch_size=batch_size, max_new_tokens=max_new_tokens,
-        prompt_style=prompt_style, n=n, temperature=temperature, top_p=top_p, seed=seed, split=split,
-        progress=progress, vectorised=vectorised,
-    )  # fmt: skip
-
-
-def evaluate_loop(
-    model: Any,
-    tokenizer: Any,
-    questions: Iterable[Mapping[str, Any]],
-    *,
-    max_new_tokens: int = 256,
-    prompt_style: PromptStyle = "auto",
-    n: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    split: str | None = None,
-    progress: Progress | None = None,
-    batch_size: int | None = None,  # accepted for a drop-in call; unused
-    vectorised: bool = True,
-) -> EvalResult:
-    """:func:`evaluate_model` one prediction at a time (the reference the batched path must
-    match, and the baseline of the batched-vs-loop benchmark)."""
-    del batch_size
-    return _evaluate(
-        model, tokenizer, questions, batched=False, batch_size=1, max_new_tokens=max_new_tokens,
-        prompt_style=prompt_style, n=n, temperature=temperature, top_p=top_p, seed=seed, split=split,
-        progress=progress, vectorised=vectorised,
-    )  # fmt: skip
-
-
-def evaluate_backend(
-    backend: TeacherBackend,
-    questions: Iterable[Mapping[str, Any]],
-    *,
-    prompt_style: str,
-    max_new_tokens: int = 256,
-    n: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    split: str | None = None,
-    progress: Progress | None = None,
-    chunk_size: int | None = None,
-) -> EvalResult:
-    """Evaluate through any teacher backend that renders prompts itself (``vllm``: one
-    ``LLM.generate``/``LLM.chat`` call per chunk; ``openai``: concurrent requests), with the
-    requests of :func:`build_remote_requests`. ``prompt_style`` (``plain`` or ``chat``: what the
-    backend was set to use) only labels the result. ``chunk_size`` requests per ``generate``
-    call (default: all at once, so the engine schedules them); ``progress`` after each call."""
-    _check_sampling(n, temperature, max_new_tokens)
-    questions = list(questions)
-    requests = build_remote_requests(
-        questions, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed
-    )
-    step = chunk_size or max(len(requests), 1)
-    completions: list[Completion | None] = []
-    t0 = time.perf_counter()
-    if progress:
-        progress(0, len(requests))
-    for start in range(0, len(requests), step):
-        chunk = requests[start : start + step]
-        outs = backend.generate(chunk)
-        if len(outs) != len(chunk):
-            raise RuntimeError(f"backend returned {len(outs)} completions for {len(chunk)} requests")
-        completions.extend(outs)
-        if progress:
-            progress(len(completions), len(requests))
-    seconds = time.perf_counter() - t0
-    return _result(requests, completions, questions, split=split, seconds=seconds, style=prompt_style)
-
-
-def evaluate_splits(
-    model: Any,
-    tokenizer: Any,
-    splits: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[str],
-    *,
-    num_questions: int | None = None,
-    world_seed: int | None = None,
-    world: Any = None,
-    out_dir: str | Path | None = None,
-    **kwargs: Any,
-) -> dict[str, EvalResult]:
-    """:func:`evaluate_model` on several splits: a mapping ``name -> questions``, or a list of
-    synthetic-world split names (questions from :func:`load_split_questions`). With
-    ``out_dir``, each split's predictions go to ``out_dir/<split>.parquet``. ``kwargs`` are
-    those of :func:`evaluate_model` (batch_size, max_new_tokens, prompt_style, n, ...)."""
-    if isinstance(splits, Mapping):
-        sets = {name: list(qs) for name, qs in splits.items()}
-    else:
-        sets = {
-            name: load_split_questions(name, num_questions=num_questions, world_seed=world_seed, world=world)
-            for name in splits
-        }
-    results = {}
-    for name, questions in sets.items():
-        results[name] = evaluate_model(model, tokenizer, questions, split=name, **kwargs)
-        if out_dir is not None:
-            write_predictions(results[name], Path(out_dir) / f"{name}.parquet")
-    return results
-
 
 # ---------------------------------------------------------------- command line
 def _option(text: str) -> tuple[str, Any]:
@@ -573,31 +234,50 @@ def _safe_name(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") or "model"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from rich.console import Console
+class _CommandError(Exception):
+    """A problem with the command line or what it names: one line on stderr, exit status 2."""
 
-    from distill.eval_backends import make_remote_backend, parse_backend
 
-    console = Console(stderr=True, emoji=False, highlight=False)
+Runner = Callable[[list[dict[str, Any]], str, Progress | None], EvalResult]
+
+
+@dataclass
+class _Engine:
+    """What decodes: ``run(questions, split, progress)``, the prompt style it uses, where it runs
+    (for the header line) and the backend to close at the end (None: nothing to close)."""
+
+    run: Runner
+    style: str
+    where: str
+    backend: TeacherBackend | None = None
+
+
+def _backend_choice(args: argparse.Namespace) -> BackendChoice:
+    """The parsed ``--backend``, after the checks of the command line and of the model folder."""
+    from distill.eval_backends import parse_backend
+
     if problem := _check_args(args):
-        return _fail(problem)
+        raise _CommandError(problem)
     try:
         choice = parse_backend(args.backend)
     except ValueError as exc:
-        return _fail(str(exc))
+        raise _CommandError(str(exc)) from None
     if choice.kind == "transformers" and args.backend_option:
-        return _fail("--backend_option is for --backend vllm or openai:URL (transformers: --device, --dtype)")
+        raise _CommandError("--backend_option is for --backend vllm or openai:URL (transformers: --device, --dtype)")
     model_dir = Path(args.model)
     if choice.kind == "transformers":
         if not model_dir.is_dir():
-            return _fail(f"model folder {str(model_dir)!r} does not exist")
+            raise _CommandError(f"model folder {str(model_dir)!r} does not exist")
         if not (model_dir / "config.json").exists():
-            return _fail(f"{str(model_dir)!r} is not a model folder (no config.json)")
+            raise _CommandError(f"{str(model_dir)!r} is not a model folder (no config.json)")
+    return choice
 
+
+def _question_sets(args: argparse.Namespace) -> tuple[dict[str, list[dict[str, Any]]], Any]:
+    """``(sets, plan)``: the questions of ``--split`` (plan None), or those of each member of
+    ``--suite`` with the suite's plan."""
     from data_schemas import ContractError
 
-    label = args.split if args.suite is None else args.suite
     try:
         if args.suite is None:
             world = _world_arg(args.world)
@@ -606,59 +286,96 @@ def main(argv: Sequence[str] | None = None) -> int:
                 world=world, options=dict(args.source_option),
             )  # fmt: skip
             if not questions:
-                return _fail(f"no questions to evaluate in split {args.split!r}")
-            sets = {args.split: questions}
-        else:
-            from distill.suites import load_suite_questions, plan_suite
+                raise _CommandError(f"no questions to evaluate in split {args.split!r}")
+            return {args.split: questions}, None
+        from distill.suites import load_suite_questions, plan_suite
 
-            plan = plan_suite(args.suite, data_dir=args.data_dir, gpqa_path=args.gpqa_path,
-                              sources=dict(args.suite_source))  # fmt: skip
-            load_suite_questions(plan, limit=args.num_questions)
-            sets = {pm.name: pm.questions for pm in plan if pm.questions}
+        plan = plan_suite(args.suite, data_dir=args.data_dir, gpqa_path=args.gpqa_path,
+                          sources=dict(args.suite_source))  # fmt: skip
+        load_suite_questions(plan, limit=args.num_questions)
+        return {pm.name: pm.questions for pm in plan if pm.questions}, plan
     except (ValueError, TypeError, ContractError, OSError) as exc:
-        return _fail(str(exc))
+        raise _CommandError(str(exc)) from None
 
+
+def _local_engine(args: argparse.Namespace, sampling: dict[str, Any]) -> _Engine:
+    """The student folder, loaded in this process and decoded by the transformers backend."""
+    import torch
+
+    from pipeline.teachers.transformers_backend import TransformersBackend, TransformersConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        loaded = TransformersBackend(
+            TransformersConfig(model=str(Path(args.model)), device=args.device, dtype=args.dtype, use_chat="false")
+        )
+        style = resolve_style(loaded.tokenizer, args.prompt_style)
+    except ValueError as exc:
+        raise _CommandError(str(exc)) from None
+
+    def run(questions: list[dict[str, Any]], split: str, progress: Progress | None) -> EvalResult:
+        return evaluate_model(loaded.model, loaded.tokenizer, questions, batch_size=args.batch_size,
+                              prompt_style=style, split=split, progress=progress, **sampling)  # fmt: skip
+
+    return _Engine(run, style, str(loaded.device))
+
+
+def _remote_engine(args: argparse.Namespace, choice: BackendChoice, sampling: dict[str, Any]) -> _Engine:
+    """The ``vllm`` or ``openai:URL`` engine (:func:`distill.eval_backends.make_remote_backend`)."""
+    from distill.eval_backends import make_remote_backend
+
+    try:
+        backend, style = make_remote_backend(
+            choice, args.model, prompt_style=args.prompt_style, options=dict(args.backend_option),
+            tokenizer=args.tokenizer,
+        )  # fmt: skip
+    except (ValueError, TypeError, ImportError) as exc:
+        raise _CommandError(str(exc)) from None
+
+    def run(questions: list[dict[str, Any]], split: str, progress: Progress | None) -> EvalResult:
+        return evaluate_backend(backend, questions, prompt_style=style, split=split, progress=progress, **sampling)
+
+    return _Engine(run, style, str(choice), backend)
+
+
+def _with_bar(run: Runner, bar: Any, n: int) -> Callable[[list[dict[str, Any]], str], EvalResult]:
+    """``run`` with one progress-bar task per question set (no bar: ``run`` without progress)."""
+
+    def evaluate(questions: list[dict[str, Any]], split: str) -> EvalResult:
+        if bar is None:
+            return run(questions, split, None)
+        task = bar.add_task(split, total=len(questions) * n)
+        return run(questions, split, lambda done, _total: bar.update(task, completed=done))
+
+    return evaluate
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    console = Console(stderr=True, emoji=False, highlight=False)
     sampling = dict(max_new_tokens=args.max_new_tokens, n=args.n, temperature=args.temperature, top_p=args.top_p,
                     seed=args.seed)  # fmt: skip
-    backend: Any = None
-    if choice.kind == "transformers":
-        import torch
+    try:
+        choice = _backend_choice(args)
+        sets, plan = _question_sets(args)
+        if choice.kind == "transformers":
+            engine = _local_engine(args, sampling)
+        else:
+            engine = _remote_engine(args, choice, sampling)
+    except _CommandError as exc:
+        return _fail(str(exc))
 
-        from pipeline.teachers.transformers_backend import TransformersBackend, TransformersConfig
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        try:
-            loaded = TransformersBackend(
-                TransformersConfig(model=str(model_dir), device=args.device, dtype=args.dtype, use_chat="false")
-            )
-            style = resolve_style(loaded.tokenizer, args.prompt_style)
-        except ValueError as exc:
-            return _fail(str(exc))
-        where = str(loaded.device)
-
-        def run(questions: list[dict[str, Any]], split: str, progress: Progress | None) -> EvalResult:
-            return evaluate_model(loaded.model, loaded.tokenizer, questions, batch_size=args.batch_size,
-                                  prompt_style=style, split=split, progress=progress, **sampling)  # fmt: skip
-    else:
-        try:
-            backend, style = make_remote_backend(
-                choice, args.model, prompt_style=args.prompt_style, options=dict(args.backend_option),
-                tokenizer=args.tokenizer,
-            )  # fmt: skip
-        except (ValueError, TypeError, ImportError) as exc:
-            return _fail(str(exc))
-        where = str(choice)
-
-        def run(questions: list[dict[str, Any]], split: str, progress: Progress | None) -> EvalResult:
-            return evaluate_backend(backend, questions, prompt_style=style, split=split, progress=progress, **sampling)
-
+    model_dir = Path(args.model)
     local = model_dir.is_dir()
     base = model_dir / "eval" if local else Path("runs") / "eval" / _safe_name(args.model)
+    label = args.split if args.suite is None else args.suite
     total = sum(len(q) for q in sets.values())
     console.print(
-        f"evaluating [bold]{args.model}[/] on {label} ({total} questions x {args.n}, {style} prompts, "
-        f"{'greedy' if args.temperature == 0 else f'T={args.temperature}'}) with {choice.kind} on {where}"
+        f"evaluating [bold]{args.model}[/] on {label} ({total} questions x {args.n}, {engine.style} prompts, "
+        f"{'greedy' if args.temperature == 0 else f'T={args.temperature}'}) with {choice.kind} on {engine.where}"
     )
     extra = {
         "model": str(model_dir) if local else args.model, "backend": str(choice),
@@ -667,23 +384,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     }  # fmt: skip
     try:
         with _progress(console, args.quiet) as bar:
-
-            def evaluate(questions: list[dict[str, Any]], split: str) -> EvalResult:
-                if bar is None:
-                    return run(questions, split, None)
-                task = bar.add_task(split, total=len(questions) * args.n)
-                return run(questions, split, lambda done, _total: bar.update(task, completed=done))
-
+            evaluate = _with_bar(engine.run, bar, args.n)
             if args.suite is None:
                 return _finish_split(args, evaluate(sets[args.split], args.split), base, extra, console)
-            return _finish_suite(args, plan, evaluate, base, {**extra, "prompt_style": style}, console)
+            return _finish_suite(args, plan, evaluate, base, {**extra, "prompt_style": engine.style}, console)
     except RuntimeError as exc:  # an engine error that fails every request alike: bad URL, model name, key; dead vLLM
         if type(exc).__name__ in ("OpenAIBackendError", "VLLMEngineError"):
             return _fail(str(exc))
         raise
     finally:
-        if backend is not None:
-            backend.close()
+        if engine.backend is not None:
+            engine.backend.close()
 
 
 class _NoBar:

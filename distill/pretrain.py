@@ -271,26 +271,34 @@ def run_stage0(
         np.random.set_state(np_state)
 
 
-def _run_stage0(settings: Stage0Settings, out: Path, world: WorldConfig, progress: bool) -> dict[str, Any]:
+class _Clock:
+    """Wall-clock and CPU seconds at the phases' boundaries (``stage0.json``'s ``seconds`` and ``cpu_seconds``)."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, tuple[float, float]] = {}
+        self.mark("started")
+
+    def mark(self, phase: str) -> None:
+        self.marks[phase] = (time.perf_counter(), time.process_time())
+
+    def spans(self, cpu: bool = False) -> dict[str, float]:
+        """Seconds of prepare, train, evaluate and in total (CPU seconds with ``cpu``)."""
+        t = {phase: both[1 if cpu else 0] for phase, both in self.marks.items()}
+        return {
+            "prepare": round(t["prepared"] - t["started"], 2),
+            "train": round(t["trained"] - t["prepared"], 2),
+            "evaluate": round(t["evaluated"] - t["trained"], 2),
+            "total": round(t["evaluated"] - t["started"], 2),
+        }
+
+
+def _run_trainer(
+    settings: Stage0Settings, model: Any, tokenizer: Any, data: _Examples, world: WorldConfig, progress: bool
+) -> tuple[Any, Any, list[dict[str, Any]]]:
+    """``(trainer, train result, retention curve)`` of a ``transformers.Trainer`` run over ``data``
+    (scratch files in a temporary folder; nothing saved)."""
     import torch
-    import transformers
     from transformers import Trainer, TrainingArguments
-
-    started, cpu_started = time.perf_counter(), time.process_time()
-
-    tokenizer = build_world_tokenizer(settings.tokenizer_seed, settings=settings.tokenizer_settings(), world=world)
-    model = build_student(tokenizer, settings.size, settings.seed)
-    data = _build_examples(settings, tokenizer, world)
-    n_params = sum(p.numel() for p in model.parameters())
-    prepared, cpu_prepared = time.perf_counter(), time.process_time()
-    if progress:
-        print(
-            f"stage 0: {settings.size} student ({n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}), "
-            f"{len(data)} examples, {settings.max_steps} steps of {settings.per_device_train_batch_size}, "
-            f"{torch.get_num_threads()} torch thread(s)",
-            file=sys.stderr,
-            flush=True,
-        )
 
     with tempfile.TemporaryDirectory(prefix="stage0-trainer-") as scratch:
         args = TrainingArguments(
@@ -329,13 +337,35 @@ def _run_stage0(settings: Stage0Settings, out: Path, world: WorldConfig, progres
             trainer.remove_callback(PrinterCallback)
             trainer.remove_callback(ProgressCallback)
         result = trainer.train()
-    trained, cpu_trained = time.perf_counter(), time.process_time()
+    return trainer, result, curve
+
+
+def _run_stage0(settings: Stage0Settings, out: Path, world: WorldConfig, progress: bool) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    clock = _Clock()
+    tokenizer = build_world_tokenizer(settings.tokenizer_seed, settings=settings.tokenizer_settings(), world=world)
+    model = build_student(tokenizer, settings.size, settings.seed)
+    data = _build_examples(settings, tokenizer, world)
+    n_params = sum(p.numel() for p in model.parameters())
+    clock.mark("prepared")
+    if progress:
+        print(
+            f"stage 0: {settings.size} student ({n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}), "
+            f"{len(data)} examples, {settings.max_steps} steps of {settings.per_device_train_batch_size}, "
+            f"{torch.get_num_threads()} torch thread(s)",
+            file=sys.stderr,
+            flush=True,
+        )
+    trainer, result, curve = _run_trainer(settings, model, tokenizer, data, world, progress)
+    clock.mark("trained")
 
     model = trainer.model
     retention = evaluate_retention(
         model, tokenizer, n=settings.eval_questions, world=world, batch_size=settings.eval_batch_size
     )
-    evaluated, cpu_evaluated = time.perf_counter(), time.process_time()
+    clock.mark("evaluated")
 
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -356,11 +386,8 @@ def _run_stage0(settings: Stage0Settings, out: Path, world: WorldConfig, progres
         ],
         "retention": retention,
         "retention_accuracy": retention["accuracy"],
-        "seconds": {"prepare": round(prepared - started, 2), "train": round(trained - prepared, 2),
-                    "evaluate": round(evaluated - trained, 2), "total": round(evaluated - started, 2)},  # fmt: skip
-        "cpu_seconds": {"prepare": round(cpu_prepared - cpu_started, 2), "train": round(cpu_trained - cpu_prepared, 2),
-                        "evaluate": round(cpu_evaluated - cpu_trained, 2),
-                        "total": round(cpu_evaluated - cpu_started, 2)},  # fmt: skip
+        "seconds": clock.spans(),
+        "cpu_seconds": clock.spans(cpu=True),
         "retention_curve": curve,
         "torch_threads": torch.get_num_threads(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,

@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from distill.config import MindConfig, MindScriptArguments
 from distill.cpu_memory import keep_freed_memory
 from distill.curve import CURVE_FILE, FlopCurveCallback, parse_flop_grid, prediction_dir
 from distill.data import CandidateStore, held_out_split, load_questions_with_candidates
-from pipeline.sources import synthetic_world_of
+from pipeline.sources.synthetic_world import synthetic_world_of
 from distill.default_student import ensure_default_student
 from distill.formatting import resolve_style
 from distill.student import (
@@ -67,6 +68,53 @@ def load_model(script: MindScriptArguments, args: MindConfig, world: Any = None)
 
 def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
     """Train, save and evaluate; return the summary printed as the last line."""
+    splits, curve_grid = check_flags(script, args)
+    # the synthetic world that wrote the data (None: not synthetic): the default student is built
+    # for it and the evaluation splits come from it (read before training: errors come first)
+    world = synthetic_world_of(script.data)
+    set_seed(args.seed)
+    set_torch_threads(script.num_threads)
+    model, tokenizer, described = load_model(script, args, world)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    style = resolve_style(tokenizer, args.prompt_style)
+    print(f"student: {described}; prompt style {style}", file=sys.stderr)
+    data = load_training_data(script, args, tokenizer, style)
+
+    trainer = MindTrainer(model, args, data.store, data.views, processing_class=tokenizer,
+                          encoder_reps=data.encoder_reps)  # fmt: skip
+    if curve_grid:
+        trainer.add_callback(curve_callback(trainer, script, args, curve_grid, tokenizer, style, world))
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    train_seconds = time.perf_counter() - t0
+    trainer.save_model(args.output_dir)
+    trainer.save_state()  # trainer_state.json: the logged metrics over steps (the web viewer's charts)
+    summary = trainer.summary()
+    print_views(summary)
+
+    results: dict[str, Any] = {}
+    if trainer.is_world_process_zero() and (splits or data.validation):
+        sets = evaluation_sets(script, splits, data.validation, world)
+        results = evaluate_trained(trainer, script, args, sets, tokenizer, style)
+    return {
+        "strategy": args.strategy,
+        "seed": args.seed,
+        "steps": trainer.state.global_step,
+        "train_seconds": round(train_seconds, 2),
+        "output_dir": args.output_dir,
+        "accuracy": {name: r["accuracy"] for name, r in results.items()},
+        "n": {name: r["n"] for name, r in results.items()},
+        "in_subset": {name: round(v["in_subset"], 4) for name, v in summary["views"].items()},
+        "kept_share": {name: round(v["kept_share"], 4) for name, v in summary["views"].items()},
+        "compute": summary["compute"],
+        "curve": curve_records(args.output_dir) if curve_grid else [],
+    }
+
+
+def check_flags(script: MindScriptArguments, args: MindConfig) -> tuple[list[str], list[float]]:
+    """``(evaluation splits, FLOP grid)`` of the flags, after the checks that must fail before the
+    student is loaded (missing data folders, a resume folder that is no MIND checkpoint, unknown splits)."""
     if not script.data:
         raise ContractError("--data", "a folder of rationale shards is required (e.g. the output of flows.synthesize)")
     for flag, folder in (("--data", script.data), ("--validation_data", script.validation_data)):
@@ -85,17 +133,23 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
     check_split_names(curve_splits, "--curve_splits")
     if script.curve_questions < 1:
         raise ContractError("--curve_questions", f"must be >= 1, got {script.curve_questions}")
-    # the synthetic world that wrote the data (None: not synthetic): the default student is built
-    # for it and the evaluation splits come from it (read before training: errors come first)
-    world = synthetic_world_of(script.data)
-    set_seed(args.seed)
-    set_torch_threads(script.num_threads)
-    model, tokenizer, described = load_model(script, args, world)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    style = resolve_style(tokenizer, args.prompt_style)
-    print(f"student: {described}; prompt style {style}", file=sys.stderr)
+    return splits, curve_grid
 
+
+@dataclass
+class TrainingData:
+    """What the trainer is given: the training questions' candidates, the view names, the held-out
+    validation questions and the meta encoder's candidate representations (None without one)."""
+
+    store: CandidateStore
+    views: list[str]
+    validation: list[Any]
+    encoder_reps: Any = None
+
+
+def load_training_data(script: MindScriptArguments, args: MindConfig, tokenizer: Any, style: str) -> TrainingData:
+    """The shards of ``--data`` as questions with candidates, less the validation questions; the
+    meta encoder (``--meta_encoder``, MIND only) is loaded first, so that a bad path fails early."""
     encoder = None
     if args.meta_encoder and args.strategy == "mind":  # a bad path fails before anything is trained
         from distill.encoder import load_encoder
@@ -121,61 +175,50 @@ def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
 
         encoder_reps = encode_candidates(encoder, store, tokenizer)
         print(f"meta encoder: {args.meta_encoder} ({encoder_reps.shape[1]}-d, {encoder_reps.shape[0]} candidates)", file=sys.stderr)
+    return TrainingData(store, views, validation, encoder_reps)
 
-    trainer = MindTrainer(model, args, store, views, processing_class=tokenizer, encoder_reps=encoder_reps)
-    if curve_grid:
-        trainer.add_callback(curve_callback(trainer, script, args, curve_grid, tokenizer, style, world))
-    t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    train_seconds = time.perf_counter() - t0
-    trainer.save_model(args.output_dir)
-    trainer.save_state()  # trainer_state.json: the logged metrics over steps (the web viewer's charts)
-    summary = trainer.summary()
-    print_views(summary)
 
-    results: dict[str, Any] = {}
-    if trainer.is_world_process_zero() and (splits or validation):
-        from distill.evaluate import evaluate_splits
+def evaluation_sets(
+    script: MindScriptArguments, splits: list[str], validation: list[Any], world: Any
+) -> dict[str, list[dict[str, Any]]]:
+    """The question sets evaluated after training: the held-out validation questions, then the
+    synthetic-world ``--eval_splits``."""
+    sets: dict[str, Any] = {}
+    if validation:
+        sets["validation"] = [
+            {"question_id": q.question_id, "question": q.question, "gold_answer": q.gold_answer, "task": q.task}
+            for q in validation
+        ]
+    if splits:
+        from distill.question_sets import load_split_questions
 
-        sets: dict[str, Any] = {}
-        if validation:
-            sets["validation"] = [
-                {"question_id": q.question_id, "question": q.question, "gold_answer": q.gold_answer, "task": q.task}
-                for q in validation
-            ]
-        if splits:
-            from distill.evaluate import load_split_questions
+        for name in splits:
+            sets[name] = load_split_questions(
+                name, num_questions=script.eval_questions, world_seed=script.world_seed, world=world
+            )
+    return sets
 
-            for name in splits:
-                sets[name] = load_split_questions(
-                    name, num_questions=script.eval_questions, world_seed=script.world_seed, world=world
-                )
-        evals = evaluate_splits(
-            trainer.model, tokenizer, sets, out_dir=Path(args.output_dir) / "eval",
-            max_new_tokens=script.eval_max_new_tokens, prompt_style=style,
-            batch_size=max(args.per_device_eval_batch_size, 32),
-        )  # fmt: skip
-        results = {name: r.summary() for name, r in evals.items()}
-        (Path(args.output_dir) / EVAL_RESULTS).write_text(json.dumps(results, indent=2))
-    return {
-        "strategy": args.strategy,
-        "seed": args.seed,
-        "steps": trainer.state.global_step,
-        "train_seconds": round(train_seconds, 2),
-        "output_dir": args.output_dir,
-        "accuracy": {name: r["accuracy"] for name, r in results.items()},
-        "n": {name: r["n"] for name, r in results.items()},
-        "in_subset": {name: round(v["in_subset"], 4) for name, v in summary["views"].items()},
-        "kept_share": {name: round(v["kept_share"], 4) for name, v in summary["views"].items()},
-        "compute": summary["compute"],
-        "curve": curve_records(args.output_dir) if curve_grid else [],
-    }
+
+def evaluate_trained(trainer: MindTrainer, script: MindScriptArguments, args: MindConfig,
+                     sets: dict[str, list[dict[str, Any]]], tokenizer: Any, style: str) -> dict[str, Any]:  # fmt: skip
+    """Each set's evaluation summary; predictions under ``output_dir/eval/``, the summaries in
+    ``output_dir/eval_results.json``."""
+    from distill.eval_decode import evaluate_splits
+
+    evals = evaluate_splits(
+        trainer.model, tokenizer, sets, out_dir=Path(args.output_dir) / "eval",
+        max_new_tokens=script.eval_max_new_tokens, prompt_style=style,
+        batch_size=max(args.per_device_eval_batch_size, 32),
+    )  # fmt: skip
+    results = {name: r.summary() for name, r in evals.items()}
+    (Path(args.output_dir) / EVAL_RESULTS).write_text(json.dumps(results, indent=2))
+    return results
 
 
 def check_split_names(splits: list[str], flag: str) -> None:
     """A typo in a split name fails before training, naming the flag (not as a traceback after it)."""
     if splits:
-        from distill.evaluate import SYNTHETIC_SPLITS
+        from distill.question_sets import SYNTHETIC_SPLITS
 
         if unknown := [s for s in splits if s not in SYNTHETIC_SPLITS]:
             raise ContractError(flag, f"unknown split(s) {', '.join(unknown)}; choose from {', '.join(SYNTHETIC_SPLITS)}")
@@ -199,7 +242,8 @@ def curve_callback(trainer: MindTrainer, script: MindScriptArguments, args: Mind
                    tokenizer: Any, style: str, world: Any) -> FlopCurveCallback:  # fmt: skip
     """The FLOP-grid learning curve (``--curve_flops``) on ``--curve_splits``; each point's
     predictions go to ``output_dir/curve/<grid value>/<split>.parquet``."""
-    from distill.evaluate import evaluate_splits, load_split_questions
+    from distill.eval_decode import evaluate_splits
+    from distill.question_sets import load_split_questions
 
     names = [s.strip() for s in script.curve_splits.split(",") if s.strip()]
     sets = {n: load_split_questions(n, num_questions=script.curve_questions, world_seed=script.world_seed, world=world)

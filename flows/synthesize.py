@@ -30,6 +30,7 @@ import argparse
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +87,8 @@ def _progress_text(done: int, total_known: int | None, rows: int, skipped: int) 
     return f"{done}{of} shards finished ({skipped} from an earlier attempt), {rows:,} rationales written now"
 
 
-def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
-    """Body of the flow (inside a flow run): plan shards, submit with back-pressure, summarise."""
-    logger = get_run_logger()
-    t0 = time.perf_counter()
+def _warn_on_other_runner(cfg: SynthesisConfig, logger: Any) -> None:
+    """Warn when the flow run executes on another task runner than the config asks for."""
     ctx = FlowRunContext.get()
     active = type(ctx.task_runner).__name__ if ctx and ctx.task_runner else None
     wanted = {"thread": "ThreadPoolTaskRunner", "dask": "DaskTaskRunner", "ray": "RayTaskRunner"}[cfg.task_runner]
@@ -98,39 +97,45 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
             "config asks for task_runner=%r but this run executes on %s (a served deployment's runner is fixed "
             "by `python -m flows.serve --config`)", cfg.task_runner, active,
         )
-    run_id = cfg.run_id()
-    run_dir = Path(out) / run_id
-    for spec in cfg.teachers:  # fail on a bad teacher before any work (and load engines once)
-        cached_teacher(spec)
-    if cfg.judge.enabled:
-        cached_teacher(cfg.judge.teacher)  # type: ignore[arg-type]  # set when enabled
-    writer = RunWriter(run_dir, run_id, config={**cfg.identity(), "config": cfg.model_dump(mode="json")})
-    done_before = {s.name for s in load_manifest(run_dir).shards}
-    expected = cfg.expected_questions if cfg.source.kind == "synthetic" else None
-    total = -(-expected // cfg.shard_size) if expected else None
-    logger.info("run %s -> %s (%d shard(s) already finished)", run_id, run_dir, len(done_before))
-    progress_id = create_progress_artifact(0.0, key="synthesize-progress", description=f"run {run_id}")
 
+
+@dataclass
+class _Progress:
+    """The shards finished so far and the run's progress artifact (updated at most once a second)."""
+
+    run_id: str
+    artifact_id: Any
+    total: int | None  # shards in the run, when known up front
+    logger: Any
+    results: list[ShardResult] = field(default_factory=list)  # the shards written by this call
+    skipped: int = 0  # shards finished by an earlier attempt
+    last_update: float = 0.0
+
+    def collect(self, future: PrefectFuture) -> None:
+        """Record a finished shard task's result; update the progress artifact."""
+        result = ShardResult.from_dict(future.result())
+        self.results.append(result)
+        written = sum(r.rows for r in self.results)
+        finished = len(self.results) + self.skipped
+        self.logger.info("shard %s: %d rationales in %.2fs", result.name, result.rows, result.total_s)
+        now = time.monotonic()
+        if now - self.last_update < 1.0:  # each update is an API call: at most one a second
+            return
+        self.last_update = now
+        pct = 100.0 * finished / self.total if self.total else 0.0
+        text = _progress_text(finished, self.total, written, self.skipped)
+        update_progress_artifact(self.artifact_id, min(pct, 100.0), f"run {self.run_id}: " + text)
+
+
+def _run_shards(
+    cfg: SynthesisConfig, run_dir: Path, run_id: str, done_before: set[str], progress: _Progress
+) -> int:
+    """Submit every shard not finished before, at most ``max_concurrency`` in flight, and collect
+    their results into ``progress``; the number of shards planned (finished before included)."""
     config = cfg.model_dump(mode="json")
     inflight: deque[PrefectFuture] = deque()
-    results: list[ShardResult] = []
-    skipped = planned = 0
+    planned = 0
     first = True
-    last_update = [0.0]
-
-    def collect(future: PrefectFuture) -> None:
-        result = ShardResult.from_dict(future.result())
-        results.append(result)
-        written = sum(r.rows for r in results)
-        finished = len(results) + skipped
-        logger.info("shard %s: %d rationales in %.2fs", result.name, result.rows, result.total_s)
-        now = time.monotonic()
-        if now - last_update[0] < 1.0:  # each update is an API call: at most one a second
-            return
-        last_update[0] = now
-        pct = 100.0 * finished / total if total else 0.0
-        update_progress_artifact(progress_id, min(pct, 100.0), f"run {run_id}: " + _progress_text(finished, total, written, skipped))
-
     task_ = synthesize_shard.with_options(retries=cfg.task_retries)
     for name, questions in iter_question_shards(cfg):
         if first:
@@ -138,24 +143,23 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
             first = False
         planned += 1
         if name in done_before:
-            skipped += 1
+            progress.skipped += 1
             continue
         while len(inflight) >= cfg.max_concurrency:  # back-pressure: memory flat in the number of questions
             finished = next(as_completed(list(inflight)))
             inflight.remove(finished)
-            collect(finished)
+            progress.collect(finished)
         inflight.append(task_.submit(config, str(run_dir), run_id, name, questions))
     for f in list(inflight):
-        collect(f)
-    if planned == 0:
-        raise ContractError(f"source {cfg.source.kind}", "no questions")
+        progress.collect(f)
+    return planned
 
-    groups = shards.stats(run_dir)
-    judge = shards.judge_stats(run_dir)
-    manifest = writer.finalize({"groups": groups, "shards": planned} | ({"judge": judge} if judge else {}))
-    update_progress_artifact(
-        progress_id, 100.0, f"run {run_id}: " + _progress_text(planned, planned, sum(r.rows for r in results), skipped)
-    )
+
+def _publish_tables(
+    run_id: str, groups: list[dict[str, Any]], judge: dict[str, Any] | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The yield table per perspective x teacher and the judge's table (empty without a judge),
+    both also published as table artifacts."""
     table = [
         {
             "perspective": g["perspective"], "teacher": g["teacher"], "rows": g["rows"],
@@ -173,6 +177,39 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
             description=f"run {run_id}: judge {', '.join(judge['judges'])}: {t['judged']:,} rows judged, "
             f"{t['disagree']:,} rule/judge disagreement(s), {t['unparseable']:,} unparseable repl(ies)",
         )  # fmt: skip
+    return table, judge_table
+
+
+def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
+    """Body of the flow (inside a flow run): plan shards, submit with back-pressure, summarise."""
+    logger = get_run_logger()
+    t0 = time.perf_counter()
+    _warn_on_other_runner(cfg, logger)
+    run_id = cfg.run_id()
+    run_dir = Path(out) / run_id
+    for spec in cfg.teachers:  # fail on a bad teacher before any work (and load engines once)
+        cached_teacher(spec)
+    if cfg.judge.enabled:
+        cached_teacher(cfg.judge.teacher)  # type: ignore[arg-type]  # set when enabled
+    writer = RunWriter(run_dir, run_id, config={**cfg.identity(), "config": cfg.model_dump(mode="json")})
+    done_before = {s.name for s in load_manifest(run_dir).shards}
+    expected = cfg.expected_questions if cfg.source.kind == "synthetic" else None
+    total = -(-expected // cfg.shard_size) if expected else None
+    logger.info("run %s -> %s (%d shard(s) already finished)", run_id, run_dir, len(done_before))
+    progress_id = create_progress_artifact(0.0, key="synthesize-progress", description=f"run {run_id}")
+    progress = _Progress(run_id, progress_id, total, logger)
+    planned = _run_shards(cfg, run_dir, run_id, done_before, progress)
+    if planned == 0:
+        raise ContractError(f"source {cfg.source.kind}", "no questions")
+
+    results, skipped = progress.results, progress.skipped
+    groups = shards.stats(run_dir)
+    judge = shards.judge_stats(run_dir)
+    manifest = writer.finalize({"groups": groups, "shards": planned} | ({"judge": judge} if judge else {}))
+    update_progress_artifact(
+        progress_id, 100.0, f"run {run_id}: " + _progress_text(planned, planned, sum(r.rows for r in results), skipped)
+    )
+    table, judge_table = _publish_tables(run_id, groups, judge)
     errors = sum(row["errors"] for row in table)
     if errors:
         logger.warning("%d rationale(s) failed in the teacher (finish_reason='error'); see the table", errors)

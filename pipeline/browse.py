@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from data_schemas.light import ContractError
 from pipeline.duckdb_engine import duckdb
+from pipeline.shard_footers import _one_line
 
 # the query layer, re-exported: ``browse.stats(...)`` etc. keep working for scripts that used them here
 from pipeline.shards import (
@@ -50,7 +51,6 @@ from pipeline.shards import (
     VERDICTS,
     RunInfo,  # noqa: F401 - re-exported
     Shards,
-    _one_line,
     difficulty,
     difficulty_histogram,
     judge_stats,

@@ -52,14 +52,9 @@ from data_schemas.io import sha256_file
 
 from .ids import content_question_id, derive_seed, stable_hash
 from .readers import iter_jsonl, iter_records
-from .sources import (
-    gsm8k_question,
-    gsm8k_split,
-    iter_mentor_kd,
-    make_question_row,
-    require_field,
-    strip_calculator_notes,
-)
+from .sources.gsm8k import gsm8k_question, gsm8k_split, strip_calculator_notes
+from .sources.mentor_kd import iter_mentor_kd
+from .sources.rows import make_question_row, require_field
 
 FORMATS = ("gsm8k", "gsm8k-socratic", "gsm8k-model-solutions", "mentor-kd", "jsonl")
 MODEL_SOLUTION_KEYS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")

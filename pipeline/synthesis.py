@@ -38,7 +38,7 @@ from pipeline.judge import JudgeItem, JudgeSpec, final_verdict, judge_items
 from pipeline.perspectives import Perspective, load_perspective_set, prompt_hash, render_messages, render_prompt
 from pipeline.sources import load_questions
 from pipeline.synthetic import PERSPECTIVES as SYNTHETIC_PERSPECTIVES
-from pipeline.teachers import GenerationRequest, SamplingConfig, TeacherBackend, TeacherSpec, cached_teacher
+from pipeline.teachers import Completion, GenerationRequest, SamplingConfig, TeacherBackend, TeacherSpec, cached_teacher
 from pipeline.verify import task_kind, verify
 
 SYNTHETIC_SET = "synthetic"  # the reference teacher's own perspectives (no prompts)
@@ -355,60 +355,13 @@ def run_shard(
     for spec in cfg.teachers:
         teacher = cached_teacher(spec)
         requests = build_requests(cfg, spec, questions, perspectives)
-        lock = _teacher_lock(teacher)
         t = time.perf_counter()
-        if lock is None:
-            completions = teacher.generate(requests)
-        else:
-            with lock:
-                completions = teacher.generate(requests)
+        completions = _generate(teacher, requests)
         result.teacher_s += time.perf_counter() - t
         if len(completions) != len(requests):
             raise RuntimeError(f"teacher {spec.teacher_name} returned {len(completions)} completions for {len(requests)}")
         t = time.perf_counter()
-        carried: dict[str, dict[str, Any]] = {}  # metadata of the question's rows, and as JSON (once)
-        carried_json: dict[str, str | None] = {}
-        for req, comp in zip(requests, completions, strict=True):
-            q = req.question
-            if req.question_id not in carried:
-                fields = question_fields(q)
-                carried[req.question_id] = {"question": fields} if fields else {}
-                carried_json[req.question_id] = json.dumps(carried[req.question_id]) if fields else None
-            key = f"{req.perspective}\t{req.teacher}"
-            stats = result.groups.get(key) or result.groups.setdefault(key, GroupStats())
-            stats.rows += 1
-            meta = carried_json[req.question_id]
-            if comp.finish_reason == "error":
-                predicted, correct = None, None
-                stats.errors += 1
-                meta = json.dumps({**carried[req.question_id], "error": comp.error or "unknown error"})
-            else:
-                predicted, correct = verify(comp.text, q["gold_answer"], q["task"])
-                if comp.metadata:
-                    meta = json.dumps({**carried[req.question_id], **comp.metadata})
-            stats.correct += correct is True
-            stats.unjudged += correct is None
-            stats.tokens += comp.num_tokens or 0
-            row = cols
-            row["question_id"].append(req.question_id)
-            row["question"].append(q["question"])
-            row["gold_answer"].append(q["gold_answer"])
-            row["task"].append(q["task"])
-            row["perspective"].append(req.perspective)
-            row["teacher"].append(req.teacher)
-            row["sample_index"].append(req.sample_index)
-            row["rationale"].append(comp.text)
-            row["predicted_answer"].append(predicted)
-            row["is_correct"].append(correct)
-            row["finish_reason"].append(comp.finish_reason)
-            row["num_tokens"].append(comp.num_tokens)
-            row["seed"].append(req.seed)
-            row["source"].append(q.get("source"))
-            row["split"].append(q.get("split"))
-            row["prompt_hash"].append(prompt_hashes.get(req.perspective))
-            row["latency_s"].append(comp.latency_s)
-            row["cumulative_logprob"].append(comp.cumulative_logprob)
-            row["metadata"].append(meta)
+        _add_rows(cols, requests, completions, prompt_hashes, result.groups)
         result.verify_s += time.perf_counter() - t
     n = len(cols["question_id"])
     for key in ("judge_model", "judge_verdict", "judge_reply", "rule_verdict"):
@@ -429,6 +382,68 @@ def run_shard(
     result.rows = n
     result.total_s = time.perf_counter() - t0
     return result
+
+
+def _generate(teacher: TeacherBackend, requests: list[GenerationRequest]) -> list[Completion]:
+    """The teacher's completions, under its lock when it serves one shard thread at a time."""
+    lock = _teacher_lock(teacher)
+    if lock is None:
+        return teacher.generate(requests)
+    with lock:
+        return teacher.generate(requests)
+
+
+def _add_rows(
+    cols: dict[str, list[Any]],
+    requests: list[GenerationRequest],
+    completions: list[Completion],
+    prompt_hashes: dict[str, str],
+    groups: dict[str, GroupStats],
+) -> None:
+    """Verify every completion and append its row to ``cols`` (counted in ``groups``)."""
+    carried: dict[str, dict[str, Any]] = {}  # metadata of the question's rows, and as JSON (once)
+    carried_json: dict[str, str | None] = {}
+    for req, comp in zip(requests, completions, strict=True):
+        q = req.question
+        if req.question_id not in carried:
+            fields = question_fields(q)
+            carried[req.question_id] = {"question": fields} if fields else {}
+            carried_json[req.question_id] = json.dumps(carried[req.question_id]) if fields else None
+        key = f"{req.perspective}\t{req.teacher}"
+        stats = groups.get(key) or groups.setdefault(key, GroupStats())
+        stats.rows += 1
+        meta = carried_json[req.question_id]
+        if comp.finish_reason == "error":
+            predicted, correct = None, None
+            stats.errors += 1
+            meta = json.dumps({**carried[req.question_id], "error": comp.error or "unknown error"})
+        else:
+            predicted, correct = verify(comp.text, q["gold_answer"], q["task"])
+            if comp.metadata:
+                meta = json.dumps({**carried[req.question_id], **comp.metadata})
+        stats.correct += correct is True
+        stats.unjudged += correct is None
+        stats.tokens += comp.num_tokens or 0
+        row = cols
+        row["question_id"].append(req.question_id)
+        row["question"].append(q["question"])
+        row["gold_answer"].append(q["gold_answer"])
+        row["task"].append(q["task"])
+        row["perspective"].append(req.perspective)
+        row["teacher"].append(req.teacher)
+        row["sample_index"].append(req.sample_index)
+        row["rationale"].append(comp.text)
+        row["predicted_answer"].append(predicted)
+        row["is_correct"].append(correct)
+        row["finish_reason"].append(comp.finish_reason)
+        row["num_tokens"].append(comp.num_tokens)
+        row["seed"].append(req.seed)
+        row["source"].append(q.get("source"))
+        row["split"].append(q.get("split"))
+        row["prompt_hash"].append(prompt_hashes.get(req.perspective))
+        row["latency_s"].append(comp.latency_s)
+        row["cumulative_logprob"].append(comp.cumulative_logprob)
+        row["metadata"].append(meta)
 
 
 def _judge_shard(

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_schemas import RunWriter, rows_to_table
-from pipeline import browse, shards
+from pipeline import browse, shard_footers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MakeRow = Callable[..., dict]
@@ -427,7 +427,7 @@ def test_fast_footer_check_matches_the_contract() -> None:
             kinds[col.name] = "string" if pa.types.is_string(t) else "integer" if pa.types.is_integer(t) else (
                 "boolean" if pa.types.is_boolean(t) else str(t)
             )
-    assert shards._REQUIRED_KINDS == kinds
+    assert shard_footers._REQUIRED_KINDS == kinds
 
 
 def test_footer_check_falls_back_to_pyarrow(runs: Path, tmp_path: Path) -> None:
@@ -435,12 +435,12 @@ def test_footer_check_falls_back_to_pyarrow(runs: Path, tmp_path: Path) -> None:
     error, as before; valid shards are read identically by both paths (ranges, judge columns)."""
     sh = browse.Shards(runs)
     try:
-        fast = shards._read_footers(sh._con, sh.files)
+        fast = shard_footers.read_footers(sh._con, sh.files)
         assert set(fast) == {str(p) for p in sh.files}
         for path in sh.files:
-            footer = shards.read_footer(path)
-            assert fast[str(path)].id_range == shards.question_id_range(footer)
-            assert fast[str(path)].judged == (shards.JUDGE_COLUMN in footer.schema.names)
+            footer = shard_footers.read_footer(path)
+            assert fast[str(path)].id_range == shard_footers.question_id_range(footer)
+            assert fast[str(path)].judged == (shard_footers.JUDGE_COLUMN in footer.schema.names)
     finally:
         sh.close()
     shard = sorted((runs / "a" / "shards").glob("*.parquet"))[0]

@@ -183,7 +183,7 @@ def test_write_subset_shards_of_500_rows(tmp_path: Path) -> None:
 
 
 def test_subset_of_a_synthetic_run_is_the_same_world(tmp_path: Path) -> None:
-    from pipeline.sources import synthetic_world_of
+    from pipeline.sources.synthetic_world import synthetic_world_of
     from pipeline.synthesis import SynthesisConfig, iter_question_shards, run_shard
     from pipeline.synthetic import PERSPECTIVES as SYNTHETIC_PERSPECTIVES
 

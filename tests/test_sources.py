@@ -14,12 +14,8 @@ import pytest
 from data_schemas import QUESTION_COLUMNS, ContractError
 from pipeline.ids import content_question_id
 from pipeline.readers import iter_json_array, iter_jsonl, iter_records
-from pipeline.sources import (
-    available_sources,
-    load_questions,
-    load_questions_from_config,
-    mentor_kd_file,
-)
+from pipeline.sources import available_sources, load_questions, load_questions_from_config
+from pipeline.sources.mentor_kd import mentor_kd_file
 from tests.conftest import SHARED_DATA
 
 COLUMNS = {c.name for c in QUESTION_COLUMNS}
@@ -573,7 +569,7 @@ def _manifest(run_dir: Path, source: dict) -> None:
 
 
 def test_synthetic_world_of_reads_the_manifests(tmp_path):
-    from pipeline.sources import synthetic_world_of
+    from pipeline.sources.synthetic_world import synthetic_world_of
     from pipeline.synthetic.world import WorldConfig
 
     assert synthetic_world_of(tmp_path) is None  # no run at all
@@ -591,7 +587,7 @@ def test_synthetic_world_of_reads_the_manifests(tmp_path):
 
 
 def test_synthetic_world_of_bad_option(tmp_path):
-    from pipeline.sources import synthetic_world_of
+    from pipeline.sources.synthetic_world import synthetic_world_of
 
     _manifest(tmp_path / "a", {"kind": "synthetic", "options": {"split": "train", "colour": "red"}})
     with pytest.raises(ContractError, match="manifest.json"):

@@ -51,12 +51,14 @@ from typing import Any
 
 from pipeline.perspectives import fold_system_message
 from pipeline.teachers.base import Completion, GenerationRequest, TeacherBackend
+from pipeline.teachers.transformers_decoding import (
+    assemble_steps, first_stop, pick_tokens, request_generator, seeded_draws
+)
 
 log = logging.getLogger(__name__)
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 _USE_CHAT = ("auto", "true", "false")
-_SEED_MASK = 0xFFFF_FFFF_FFFF_FFFF
 
 
 @dataclass(frozen=True)
@@ -335,6 +337,12 @@ class TransformersBackend(TeacherBackend):
             kwargs["logits_to_keep"] = 1
         return self.model(**kwargs)
 
+    def _advance(self, tokens: Any, mask: Any, positions: Any, cache: Any) -> tuple[Any, Any]:
+        """One decoding step's forward pass over one new token per row: ``(next logits, cache)``."""
+        out = self._forward(tokens[:, None], mask, positions[:, None], cache, last_only=True)
+        new_cache = _get_cache(out)
+        return out.logits[:, -1, :], (new_cache if new_cache is not None else cache)
+
     def _run_batch(self, batch: list[_Prepared]) -> list[Completion]:
         """Decode one batch: the vectorised loop unless a request has stop strings (or
         ``config.vectorised`` is off)."""
@@ -382,68 +390,10 @@ class TransformersBackend(TeacherBackend):
         import torch
 
         t0 = time.perf_counter()
-        device = self.device
-        reqs = [p.request for p in batch]
-        size = len(batch)
-        limits = [r.sampling.max_tokens for r in reqs]
-        horizon = max(limits)
-        sampling = [r.sampling.temperature > 0 for r in reqs]
-        draws = None
-        if any(sampling):
-            draws = torch.zeros((size, horizon), dtype=torch.float64)
-            for i, r in enumerate(reqs):  # once per request, not per token
-                if sampling[i]:
-                    gen = torch.Generator(device="cpu").manual_seed(r.seed & _SEED_MASK)
-                    draws[i] = torch.rand(horizon, generator=gen, dtype=torch.float64)
-            draws = draws.to(device)
-            temps = torch.tensor([r.sampling.temperature or 1.0 for r in reqs], device=device)
-            top_ps = torch.tensor([r.sampling.top_p for r in reqs], device=device)
-            is_sampling = torch.tensor(sampling, device=device)
-        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=device)
-        same_limit = len(set(limits)) == 1
-        limit = torch.tensor(limits, device=device)  # per slot; follows the slots when rows leave
-        rows = torch.arange(size, device=device)  # batch slot -> request
-        steps: list[tuple[Any, Any, Any]] = []  # per step: (rows, tokens, raw log-probs)
+        horizon = max(p.request.sampling.max_tokens for p in batch)
         with torch.inference_mode():
-            cache, logits, mask, last_pos = self._prefill(batch)
-            width = mask.shape[1]
-            mask = torch.cat([mask, mask.new_ones((size, horizon))], dim=-1)
-            for step in range(horizon):
-                logits = logits.float()
-                logprobs = torch.log_softmax(logits, dim=-1)
-                tok = logits.argmax(dim=-1)
-                if draws is not None:
-                    sampled = _sample_rows(logits, temps[rows], top_ps[rows], draws[rows, step])
-                    tok = torch.where(is_sampling[rows], sampled, tok)
-                steps.append((rows, tok, logprobs.gather(1, tok[:, None]).squeeze(1)))
-                if step + 1 == horizon:
-                    break
-                ended = torch.isin(tok, eos)
-                if not same_limit:
-                    ended |= limit <= step + 1
-                n_ended = int(ended.sum())  # the step's one host sync
-                if n_ended == len(tok):
-                    break
-                if n_ended:
-                    keep = (~ended).nonzero().squeeze(1)
-                    cache.batch_select_indices(keep)
-                    rows, tok, mask, last_pos, limit = rows[keep], tok[keep], mask[keep], last_pos[keep], limit[keep]
-                last_pos = last_pos + 1
-                out = self._forward(
-                    tok[:, None], mask[:, : width + step + 1], last_pos[:, None], cache, last_only=True
-                )
-                new_cache = _get_cache(out)
-                if new_cache is not None:
-                    cache = new_cache
-                logits = out.logits[:, -1, :]
-            # assemble: row r's tokens are those of the steps it took part in, in order
-            all_rows = torch.cat([r for r, _, _ in steps])
-            all_steps = torch.cat([torch.full_like(r, s) for s, (r, _, _) in enumerate(steps)])
-            tokens = torch.full((size, horizon), self.pad_id, dtype=torch.long, device=device)
-            tokens[all_rows, all_steps] = torch.cat([t for _, t, _ in steps])
-            lengths = torch.bincount(all_rows, minlength=size)
-            totals = torch.zeros(size, dtype=torch.float64, device=device)
-            totals.index_add_(0, all_rows, torch.cat([lp for _, _, lp in steps]).double())
+            steps = self._decode_steps(batch, horizon)
+            tokens, lengths, totals = assemble_steps(steps, len(batch), horizon, self.pad_id, self.device)
         token_lists, length_list, total_list = tokens.tolist(), lengths.tolist(), totals.tolist()
         elapsed = time.perf_counter() - t0
         completions = []
@@ -453,6 +403,47 @@ class TransformersBackend(TeacherBackend):
             completions.append(self._completion(row, elapsed))
         return completions
 
+    def _decode_steps(self, batch: list[_Prepared], horizon: int) -> list[tuple[Any, Any, Any]]:
+        """The vectorised loop, up to ``horizon`` steps: per step ``(request of each batch slot,
+        tokens, raw log-probs)``; a row leaves at EOS or its ``max_tokens``. Call under
+        ``torch.inference_mode``."""
+        import torch
+
+        device = self.device
+        size = len(batch)
+        limits = [p.request.sampling.max_tokens for p in batch]
+        draws = seeded_draws([p.request for p in batch], horizon, device)
+        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=device)
+        same_limit = len(set(limits)) == 1
+        limit = torch.tensor(limits, device=device)  # per slot; follows the slots when rows leave
+        rows = torch.arange(size, device=device)  # batch slot -> request
+        steps: list[tuple[Any, Any, Any]] = []
+        cache, logits, mask, last_pos = self._prefill(batch)
+        width = mask.shape[1]
+        mask = torch.cat([mask, mask.new_ones((size, horizon))], dim=-1)
+        for step in range(horizon):
+            logits = logits.float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            tok = logits.argmax(dim=-1)
+            if draws is not None:
+                tok = draws.choose(logits, tok, rows, step)
+            steps.append((rows, tok, logprobs.gather(1, tok[:, None]).squeeze(1)))
+            if step + 1 == horizon:
+                break
+            ended = torch.isin(tok, eos)
+            if not same_limit:
+                ended |= limit <= step + 1
+            n_ended = int(ended.sum())  # the step's one host sync
+            if n_ended == len(tok):
+                break
+            if n_ended:
+                keep = (~ended).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                rows, tok, mask, last_pos, limit = rows[keep], tok[keep], mask[keep], last_pos[keep], limit[keep]
+            last_pos = last_pos + 1
+            logits, cache = self._advance(tok, mask[:, : width + step + 1], last_pos, cache)
+        return steps
+
     def _run_batch_rows(self, batch: list[_Prepared]) -> list[Completion]:
         """The per-row decoding loop: Python bookkeeping per row and token; the only path that
         handles stop strings (and the reference the vectorised path is tested against)."""
@@ -460,26 +451,15 @@ class TransformersBackend(TeacherBackend):
 
         t0 = time.perf_counter()
         device = self.device
-        rows = [
-            _Row(
-                prep=p,
-                generator=(
-                    torch.Generator(device="cpu").manual_seed(p.request.seed & _SEED_MASK)
-                    if p.request.sampling.temperature > 0
-                    else None
-                ),
-                tokens=[],
-            )
-            for p in batch
-        ]
+        rows = [_Row(prep=p, generator=request_generator(p.request), tokens=[]) for p in batch]
         with torch.inference_mode():
             cache, logits, mask, last_pos = self._prefill(batch)
             active = list(range(len(rows)))  # rows still decoding, in batch order
             temps = torch.tensor([r.prep.request.sampling.temperature for r in rows], device=device)
             top_ps = torch.tensor([r.prep.request.sampling.top_p for r in rows], device=device)
             while True:
-                act_rows = [rows[i] for i in active]
-                next_tok, tok_logprob = self._pick(logits, act_rows, temps[active], top_ps[active])
+                generators = [rows[i].generator for i in active]
+                next_tok, tok_logprob = pick_tokens(logits, generators, temps[active], top_ps[active])
                 next_list = next_tok.tolist()
                 lp_list = tok_logprob.tolist()
                 still: list[int] = []
@@ -499,45 +479,9 @@ class TransformersBackend(TeacherBackend):
                     active = [active[s] for s in still]
                 mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=-1)
                 last_pos = last_pos + 1
-                out = self._forward(
-                    next_tok[:, None], mask, last_pos[:, None], cache, last_only=True
-                )
-                new_cache = _get_cache(out)
-                if new_cache is not None:
-                    cache = new_cache
-                logits = out.logits[:, -1, :]
+                logits, cache = self._advance(next_tok, mask, last_pos, cache)
         elapsed = time.perf_counter() - t0
         return [self._completion(row, elapsed) for row in rows]
-
-    def _pick(self, logits: Any, rows: list[_Row], temps: Any, top_ps: Any) -> tuple[Any, Any]:
-        """Next token of each active row (greedy or per-row seeded sampling) and its raw logprob."""
-        import torch
-
-        logits = logits.float()
-        raw_logprobs = torch.log_softmax(logits, dim=-1)
-        tokens = logits.argmax(dim=-1)
-        sample_slots = [s for s, r in enumerate(rows) if r.generator is not None]
-        if sample_slots:
-            slots = torch.tensor(sample_slots, device=logits.device)
-            # One uniform draw per sampling row from its own generator (CPU: device-independent).
-            u = torch.stack(
-                [
-                    torch.rand((), generator=rows[s].generator, dtype=torch.float64)
-                    for s in sample_slots
-                ]
-            )
-            probs = torch.softmax(logits[slots] / temps[slots, None], dim=-1)
-            sorted_p, sorted_idx = torch.sort(probs, dim=-1, descending=True, stable=True)
-            before = sorted_p.cumsum(-1) - sorted_p  # mass strictly before each token
-            keep = before < top_ps[slots, None]
-            keep[:, 0] = True
-            kept = (sorted_p * keep).double()
-            cdf = kept.cumsum(-1)
-            target = u.to(cdf.device) * cdf[:, -1]
-            pos = (cdf <= target[:, None]).sum(-1)
-            pos = torch.minimum(pos, keep.sum(-1) - 1)
-            tokens[slots] = sorted_idx.gather(1, pos[:, None]).squeeze(1)
-        return tokens, raw_logprobs.gather(1, tokens[:, None]).squeeze(1)
 
     def _check_finished(self, row: _Row) -> bool:
         """Update ``row.finish_reason`` after a new token; True when the row is done."""
@@ -552,7 +496,7 @@ class TransformersBackend(TeacherBackend):
             tail = self.tokenizer.decode(row.tokens[-window:], skip_special_tokens=True)
             if any(s in tail for s in stops):
                 text = self._decode(row.tokens)
-                cut = _first_stop(text, stops)
+                cut = first_stop(text, stops)
                 if cut is not None:
                     row.finish_reason, row.stop_cut = "stop", cut
                     return True
@@ -571,7 +515,7 @@ class TransformersBackend(TeacherBackend):
         finish = row.finish_reason or "length"
         cut = row.stop_cut
         if cut is None and row.prep.request.sampling.stop:  # safety net: a stop the tail missed
-            cut = _first_stop(text, row.prep.request.sampling.stop)
+            cut = first_stop(text, row.prep.request.sampling.stop)
             if cut is not None:
                 finish = "stop"
         if cut is not None:
@@ -635,28 +579,6 @@ def _eos_ids(tokenizer: Any, model: Any) -> set[int]:
 def _get_cache(out: Any) -> Any:
     cache = getattr(out, "cache", None)
     return cache if cache is not None else getattr(out, "past_key_values", None)
-
-
-def _sample_rows(logits: Any, temps: Any, top_ps: Any, u: Any) -> Any:
-    """Inverse-CDF sample of every row (temperature-scaled, top-p filtered) with uniform ``u``
-    per row: the arithmetic of ``TransformersBackend._pick``, row by row the same values."""
-    import torch
-
-    probs = torch.softmax(logits / temps[:, None], dim=-1)
-    sorted_p, sorted_idx = torch.sort(probs, dim=-1, descending=True, stable=True)
-    before = sorted_p.cumsum(-1) - sorted_p  # mass strictly before each token
-    keep = before < top_ps[:, None]
-    keep[:, 0] = True
-    cdf = (sorted_p * keep).double().cumsum(-1)
-    target = u.to(cdf.device) * cdf[:, -1]
-    pos = (cdf <= target[:, None]).sum(-1)
-    pos = torch.minimum(pos, keep.sum(-1) - 1)
-    return sorted_idx.gather(1, pos[:, None]).squeeze(1)
-
-
-def _first_stop(text: str, stops: Sequence[str]) -> int | None:
-    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return min(hits) if hits else None
 
 
 def _free_cuda(device: Any) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from markupsafe import Markup
 
@@ -68,6 +69,26 @@ def _legend(colors: Mapping[str, str]) -> Markup:
     return Markup('<ul class="legend">{}</ul>').format(items)
 
 
+@dataclass(frozen=True)
+class _Plot:
+    """A line chart's plot area (SVG units) and the data ranges it shows."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+
+    def sx(self, x: float) -> float:
+        return self.left + (x - self.x0) / (self.x1 - self.x0) * self.width
+
+    def sy(self, y: float) -> float:
+        return self.top + self.height - (y - self.y0) / ((self.y1 - self.y0) or 1.0) * self.height
+
+
 def line_chart(
     series: Mapping[str, Sequence[tuple[float, float]]],
     *,
@@ -93,16 +114,20 @@ def line_chart(
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
     y_ticks = nice_ticks(min(ys) if y_min is None else y_min, max(ys) if y_max is None else y_max)
-    y0, y1 = y_ticks[0], y_ticks[-1]
     left, right, top, bottom = 52, 14, 10, 34
-    pw, ph = width - left - right, height - top - bottom
+    plot = _Plot(left, top, width - left - right, height - top - bottom, x0, x1, y_ticks[0], y_ticks[-1])
+    parts = _line_axes(plot, y_ticks, x_label, y_label, height) + _line_marks(plot, series, colors, x_label)
+    svg = Markup('<svg class="chart" viewBox="0 0 {} {}" role="img" aria-label="{}">{}</svg>').format(
+        width, height, title, Markup("").join(parts)
+    )
+    return Markup('<figure class="chart-box"><figcaption>{}</figcaption>{}{}</figure>').format(
+        title, svg, _legend(colors)
+    )
 
-    def sx(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * pw
 
-    def sy(y: float) -> float:
-        return top + ph - (y - y0) / ((y1 - y0) or 1.0) * ph
-
+def _line_axes(plot: _Plot, y_ticks: list[float], x_label: str, y_label: str, height: int) -> list[Markup]:
+    """A line chart's grid, tick labels, axes and axis labels (``height``: the whole chart's)."""
+    left, top, pw, ph, sx, sy = plot.left, plot.top, plot.width, plot.height, plot.sx, plot.sy
     parts: list[Markup] = []
     for t in y_ticks:
         parts.append(
@@ -113,8 +138,8 @@ def line_chart(
                 left - 6, sy(t) + 4, fmt(t)
             )
         )
-    for t in nice_ticks(x0, x1, 6):
-        if x0 <= t <= x1:
+    for t in nice_ticks(plot.x0, plot.x1, 6):
+        if plot.x0 <= t <= plot.x1:
             parts.append(
                 Markup('<text class="tick" x="{:.1f}" y="{}" text-anchor="middle">{}</text>').format(
                     sx(t), top + ph + 16, fmt(t)
@@ -133,6 +158,15 @@ def line_chart(
                 '<text class="label" x="12" y="{0}" text-anchor="middle" transform="rotate(-90 12 {0})">{1}</text>'
             ).format(top + ph / 2, y_label)
         )
+    return parts
+
+
+def _line_marks(
+    plot: _Plot, series: Mapping[str, Sequence[tuple[float, float]]], colors: Mapping[str, str], x_label: str
+) -> list[Markup]:
+    """One polyline per series, and its points when there are at most 60, each with a hover title."""
+    sx, sy = plot.sx, plot.sy
+    parts: list[Markup] = []
     for name, pts in series.items():
         c = colors[name]
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
@@ -150,12 +184,7 @@ def line_chart(
                         "<title>{}: {} at {} {}</title></circle>"
                     ).format(sx(x), sy(y), c, name, f"{y:.4g}", x_label, fmt(x))
                 )
-    svg = Markup('<svg class="chart" viewBox="0 0 {} {}" role="img" aria-label="{}">{}</svg>').format(
-        width, height, title, Markup("").join(parts)
-    )
-    return Markup('<figure class="chart-box"><figcaption>{}</figcaption>{}{}</figure>').format(
-        title, svg, _legend(colors)
-    )
+    return parts
 
 
 def bars(
