@@ -25,6 +25,7 @@ from distill.evaluate import (
 from distill.formatting import encode_prompt
 from pipeline.teachers.transformers_backend import TransformersBackend
 from tests.conftest import REPO_ROOT
+from tests.recount import recounted_accuracy
 
 MAX_NEW = 24
 
@@ -196,7 +197,8 @@ def test_main_end_to_end(tiny, capsys, tmp_path: Path, style: str) -> None:
     k = 2 if style == "chat" else 1
     assert summary["split"] == "test" and summary["n"] == 6 and summary["samples"] == 6 * k
     assert summary["prompt_style"] == style and summary["model"] == str(tiny[style])
-    assert 0.0 <= summary["accuracy"] <= 1.0 and summary["judged"] <= 6 * k and summary["seconds"] >= 0
+    assert summary["judged"] <= 6 * k and summary["seconds"] >= 0
+    assert summary["accuracy"] == pytest.approx(recounted_accuracy(out))
     table = pq.read_table(out)
     assert table.schema.names == PREDICTION_SCHEMA.names
     for col in ("question_id", "question", "gold_answer", "task", "split", "sample_index", "prediction",
@@ -265,7 +267,8 @@ def test_subprocess_cli(tiny, tmp_path: Path) -> None:
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     summary = last_json(proc.stdout)
-    assert summary["split"] == "retention" and summary["n"] == 4 and 0 <= summary["accuracy"] <= 1
+    assert summary["split"] == "retention" and summary["n"] == 4
+    assert summary["accuracy"] == pytest.approx(recounted_accuracy(out))
     assert pq.read_table(out).num_rows == 4
 
 
@@ -273,7 +276,7 @@ def test_evaluate_splits(loaded, questions, tmp_path: Path) -> None:
     model, tok = loaded["plain"]
     by_name = evaluate_splits(model, tok, ["test", "retention"], num_questions=2, max_new_tokens=4, out_dir=tmp_path)
     assert set(by_name) == {"test", "retention"}
-    assert all(r.n == 2 and 0 <= r.accuracy <= 1 for r in by_name.values())
+    assert all(r.n == 2 and r.accuracy == pytest.approx(recounted_accuracy(tmp_path / f"{s}.parquet")) for s, r in by_name.items())
     assert {r["split"] for r in by_name["retention"].rows} == {"retention"}
     assert pq.read_table(tmp_path / "test.parquet").num_rows == 2
     given = evaluate_splits(model, tok, {"mine": questions[:3]}, max_new_tokens=4)

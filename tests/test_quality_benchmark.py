@@ -10,6 +10,7 @@ import yaml
 
 from benchmarks import quality
 from benchmarks.quality_data import Regime
+from tests.recount import recounted_accuracy
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +60,8 @@ def test_quality_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
         ("paper", "random", 1)]  # fmt: skip
     for r in steps_runs:
         assert set(r["metrics"]) == {"test", "ood_steps", "ood_template", "retention"}
-        assert all(0.0 <= v <= 1.0 for v in r["metrics"].values())
+        out = next((tmp_path / "work").rglob(f"*-{r['key']}")) / "out" / "eval"  # the run's predictions, recounted
+        assert r["metrics"] == {s: pytest.approx(recounted_accuracy(out / f"{s}.parquet")) for s in r["metrics"]}
         assert r["n"]["test"] == 3 and r["n"]["validation"] == 6 and r["trained_tokens"] > 0
         assert r["steps"] == (3 if r["regime"] == "paper" else 2)
         c = r["compute"]

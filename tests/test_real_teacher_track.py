@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.recount import recounted_accuracy
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_cpu_thread")]  # conftest: tiny models, one thread
 
@@ -174,7 +175,7 @@ def test_ingested_real_rationales_train_and_evaluate(tmp_path, shared_data, tiny
         assert code == 0, captured.err[-3000:]
         summary = last_json(captured.out)
         assert summary["split"] == split and summary["n"] == EVAL_QUESTIONS
-        assert 0.0 <= summary["accuracy"] <= 1.0 and summary["prompt_style"] == "chat"
+        assert summary["accuracy"] == pytest.approx(recounted_accuracy(pred)) and summary["prompt_style"] == "chat"
         assert summary["source"] == source and pred.is_file()
 
 
@@ -218,7 +219,8 @@ def test_script_runs_the_whole_track(tmp_path, shared_data, tiny_lm_dirs) -> Non
     assert (run / "adapter_config.json").is_file() and (run / "merged" / "config.json").is_file()
     for split in ("gsm8k", "svamp", "asdiv"):
         e = json.loads((run / "eval" / f"{split}.json").read_text())
-        assert e["split"] == split and e["n"] == EVAL_QUESTIONS and 0.0 <= e["accuracy"] <= 1.0
+        assert e["split"] == split and e["n"] == EVAL_QUESTIONS
+        assert e["accuracy"] == pytest.approx(recounted_accuracy(run / "eval" / f"{split}.parquet"))
         assert e["model"] == str(run / "merged")
     final = last_json(proc.stdout)
     assert final["runs"] == 1 and set(final["mean_accuracy"]["mind"]) == {"gsm8k", "svamp", "asdiv", "validation"}

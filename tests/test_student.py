@@ -15,7 +15,7 @@ import torch
 
 from distill.default_student import default_student_dir, ensure_default_student
 from distill.formatting import PLAIN_TEMPLATE, encode_example, encode_prompt
-from distill.pretrain import STAGE0_FILE, Stage0Settings, main, run_stage0
+from distill.pretrain import STAGE0_FILE, Stage0Settings, evaluate_retention, main, run_stage0
 from distill.student import (
     BOS,
     EOS,
@@ -214,12 +214,14 @@ def test_stage0_writes_a_loadable_checkpoint(tmp_path):
     out = tmp_path / "s0"
     report = run_stage0(Stage0Settings(**TINY_STAGE0), out, progress=False)
     saved = json.loads((out / STAGE0_FILE).read_text())
-    assert saved["retention"]["n"] == 6 and 0.0 <= saved["retention_accuracy"] <= 1.0
+    assert saved["retention"]["n"] == 6
     assert saved["settings"]["max_steps"] == 6 and saved["world"] == WorldConfig().to_dict()
     assert report["retention_accuracy"] == saved["retention_accuracy"]
     model, tok = load_student(out)
     assert len(tok) == model.config.vocab_size
     assert isinstance(greedy_generate(model, tok, ["What is the largest of 3, 9 and 4?"], max_new_tokens=4)[0], str)
+    again = evaluate_retention(model, tok, n=6, batch_size=6)  # the saved weights give the recorded accuracy
+    assert again["correct"] == saved["retention"]["correct"] and again["accuracy"] == saved["retention_accuracy"]
 
 
 def test_stage0_command_line(tmp_path):

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from distill.train import main
+from tests.recount import recounted_accuracy
 from tests.trainer_fixtures import trainer_assets  # noqa: F401  (session fixture)
 
 SPLITS = ("test", "ood_steps", "ood_template", "retention")
@@ -64,7 +65,7 @@ def _check_trained(out: Path, result: dict[str, Any], strategy: str, splits=SPLI
     assert set(result["accuracy"]) == {"validation", *splits}
     assert result["n"]["validation"] == 4
     for split in splits:
-        assert 0.0 <= result["accuracy"][split] <= 1.0
+        assert result["accuracy"][split] == pytest.approx(recounted_accuracy(out / "eval" / f"{split}.parquet"))
         assert result["n"][split] == EVAL_QUESTIONS
         table = pq.read_table(out / "eval" / f"{split}.parquet")
         assert table.num_rows == EVAL_QUESTIONS
