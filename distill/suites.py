@@ -86,10 +86,10 @@ class PlannedMember:
         return self.member.name
 
 
-def default_data_dir() -> Path:
-    """``$MIND_SHARED_DATA``, else the ``shared/data`` folder beside the repository."""
+def default_data_dir() -> Path | None:
+    """The data folder the environment names (``$MIND_SHARED_DATA``), or None."""
     env = os.environ.get("MIND_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(env) if env else None
 
 
 def plan_suite(
@@ -126,6 +126,8 @@ def plan_suite(
             if not path.is_file():
                 raise ValueError(f"{m.path_flag} {str(path)!r}: {'a folder' if path.is_dir() else 'no such file'}")
         else:
+            if root is None:
+                raise ValueError(f"{m.name}: no data folder: pass --data_dir or set MIND_SHARED_DATA")
             path = root / m.path
             if not path.is_file():
                 raise ValueError(f"{m.name}: {str(path)!r} does not exist (set --data_dir or MIND_SHARED_DATA)")

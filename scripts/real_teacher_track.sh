@@ -37,14 +37,14 @@
 #   EVAL_QUESTIONS  first N questions of each set                                       [all]
 #   EVAL_MAX_NEW_TOKENS [512]  EVAL_BATCH [64]  EVAL_DTYPE (auto = float32, or bfloat16) [auto]
 #   EVAL_ARGS     extra distill.evaluate flags                                          []
-#   MIND_SHARED_DATA  the real data                                                     [../shared/data]
+#   MIND_SHARED_DATA  the real data folder (GSM8K, SVAMP, mentor-kd files)              [required]
 #   MIND_VENV     the virtual environment                                               [.venv]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PY="${MIND_VENV:-.venv}/bin/python"
 [ -x "$PY" ] || PY=python
-SHARED=${MIND_SHARED_DATA:-../shared/data}
+SHARED=${MIND_SHARED_DATA:-}
 OUT=${OUT:-runs/real}
 TEACHER=${TEACHER:-}
 STUDENT=${STUDENT:-}
@@ -82,6 +82,7 @@ eval_source() {  # evaluation set name -> distill.evaluate --source
     esac
 }
 
+[ -n "$SHARED" ] || die "set MIND_SHARED_DATA to the real data folder (GSM8K, SVAMP, mentor-kd files)"
 [ -f "$SHARED/README.md" ] || die "real data not found at $SHARED (set MIND_SHARED_DATA)"
 for ev in $EVALS; do eval_source "$ev" > /dev/null; done  # an unknown set fails before any work
 mkdir -p "$OUT/logs"

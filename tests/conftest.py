@@ -9,6 +9,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MIND_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+# the product finds the real data only through this setting; the tests name theirs
+os.environ.setdefault("MIND_SHARED_DATA", str(SHARED_DATA))
 
 
 @pytest.fixture(scope="session")

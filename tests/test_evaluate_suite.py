@@ -114,7 +114,7 @@ def test_paper_suite_plan_on_the_shared_data(shared_data: Path, gpqa_csv: Path) 
     assert swapped[2].source.startswith("mentor-kd:")
 
 
-def test_paper_suite_plan_errors(shared_data: Path, tmp_path: Path) -> None:
+def test_paper_suite_plan_errors(shared_data: Path, tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(ValueError, match="unknown suite 'nope'; known: paper"):
         plan_suite("nope")
     with pytest.raises(ValueError, match="--gpqa_path .*no such file"):
@@ -125,6 +125,11 @@ def test_paper_suite_plan_errors(shared_data: Path, tmp_path: Path) -> None:
         plan_suite("paper", data_dir=tmp_path)
     with pytest.raises(ValueError, match="no member BoolQ"):
         plan_suite("paper", data_dir=shared_data, sources={"BoolQ": "jsonl:x"})
+    monkeypatch.delenv("MIND_SHARED_DATA")  # the data is found through the setting only, never a guessed folder
+    with pytest.raises(ValueError, match="MATH500: no data folder: pass --data_dir or set MIND_SHARED_DATA"):
+        plan_suite("paper")
+    monkeypatch.setenv("MIND_SHARED_DATA", str(shared_data))
+    assert [m.source for m in plan_suite("paper")] == [m.source for m in plan_suite("paper", data_dir=shared_data)]
 
 
 # ---------------------------------------------------------------- answer checking per member
