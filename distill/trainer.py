@@ -1,8 +1,9 @@
 """The MIND trainer: an ``SFTTrainer`` whose loss is built per question from its candidate
 rationales by a strategy (docs/method.md; ``distill.strategies``). This file is the glue; the method's
 parts live in ``metanet.py`` (the Teaching Assistant), ``inertia.py`` (long-term loss record),
-``fusion.py`` (subset and weights), ``losses.py`` (forward pass, consistency, meta-loss) and
-``strategies/`` (one small class per strategy).
+``fusion.py`` (subset and weights), ``losses.py`` (forward pass, consistency, meta-loss),
+``strategies/`` (one small class per strategy) and ``run_record.py`` (the run's totals, compute account,
+history and summary).
 
 Per micro-batch (a batch of questions, each with its candidates):
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,8 @@ from distill.config import MindConfig
 from distill.console import use_compact_logs
 from distill.data import CandidateCollator, CandidateStore
 from distill.grad_share import gradient_shares
-from distill.inertia import InertiaStats
 from distill.losses import RowOutputs, answer_consistency, causal_lm, student_forward
+from distill.run_record import MindState
 from distill.strategies import CONSISTENT, Plan, Scored, StepBatch, build_strategy
 
 logger = logging.getLogger(__name__)
@@ -63,49 +63,6 @@ def _rows(inputs: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torc
         "attention_mask": mask[:, :width],
         "labels": inputs["cand_labels"][rows, :width],
     }
-
-
-class MindState:
-    """The trainer's own record (statistics, per-view totals, compute account, history); saved with
-    every checkpoint together with the strategy's state."""
-
-    def __init__(self, args: MindConfig, views: list[str], num_candidates: int, num_params: int):
-        self.views = views
-        self.stats = InertiaStats(len(views), num_candidates, args.inertia_beta)
-        self.num_params = num_params
-        self.totals: dict[str, Any] = {
-            "present": [0] * len(views),  # questions in which the view was a candidate
-            "kept": [0] * len(views),  # ... and was kept (in the subset)
-            "alpha": [0.0] * len(views),  # sum of its weight when kept
-            "score": [0.0] * len(views),  # sum of its score when scored
-            "scored": [0] * len(views),
-            # the teacher's own noise labels, where the rows carry them (synthetic world): how many of the
-            # view's candidates were labelled / flawed, and the same among the kept ones
-            "labelled": [0] * len(views),
-            "flawed": [0] * len(views),
-            "labelled_kept": [0] * len(views),
-            "flawed_kept": [0] * len(views),
-        }
-        self.compute = {"forward_tokens": 0, "backward_tokens": 0, "trained_tokens": 0}
-        self.window: dict[str, Any] = {}  # per-view and step sums since the last history entry
-        self.history: list[dict[str, Any]] = []
-
-    @property
-    def flops(self) -> float:
-        """Estimated training FLOPs: 6 x params x backward tokens + 2 x params x forward-only tokens."""
-        return 6.0 * self.num_params * self.compute["backward_tokens"] + 2.0 * self.num_params * self.compute["forward_tokens"]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"views": self.views, "stats": self.stats.state_dict(), "totals": self.totals, "compute": self.compute,
-                "window": self.window, "history": self.history}  # fmt: skip
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["views"] != self.views:
-            raise ValueError(f"checkpoint views {state['views']} differ from the data's {self.views}")
-        self.stats.load_state_dict(state["stats"])
-        self.totals = {**{k: [0] * len(self.views) for k in self.totals}, **state["totals"]}
-        self.compute = state["compute"]
-        self.window, self.history = state["window"], state["history"]
 
 
 class _MindCallback(TrainerCallback):
@@ -372,8 +329,9 @@ class MindTrainer(SFTTrainer):
             cat = {k: torch.cat([p[k] for p in pending]) for k in ("uids", "views", "losses")}
             m.stats.update(cat["uids"], cat["views"], cat["losses"], step)
         metrics = self.strategy.end_of_step(records, step)
-        step_sums = self._tally(pending)
-        self._tally_grad_share([p["grad_share"] for p in pending if p.get("grad_share") is not None])
+        log = self._metrics["train"]
+        step_sums = m.tally(pending, log)
+        m.tally_grad_share([p["grad_share"] for p in pending if p.get("grad_share") is not None], log)
         questions = max(step_sums["questions"], 1)
         metrics["subset_size"] = step_sums["kept"] / questions
         if any(p["consistency"] for p in pending) or self.args.strategy in CONSISTENT:
@@ -383,113 +341,15 @@ class MindTrainer(SFTTrainer):
         for v, name in enumerate(m.views):
             if m.stats.view_slow[v].ready:
                 metrics[f"L_p/{name}"] = m.stats.view_loss(v)
-        log = self._metrics["train"]
         for k, val in metrics.items():
             log[f"mind/{k}"].append(val)
         log["mind/flops"] = [m.flops]
-        self._window_add(metrics, step_sums, global_step)
-
-    def _tally(self, pending: list[dict[str, Any]]) -> Counter:
-        """Per-view counts of the step into the run totals and the logs; returns the step's sums."""
-        m, log = self.mind, self._metrics["train"]
-        sums: Counter = Counter()
-        present, kept = Counter(), Counter()
-        alpha, score, scored = defaultdict(float), defaultdict(float), Counter()
-        labelled, flawed, labelled_kept, flawed_kept = Counter(), Counter(), Counter(), Counter()
-        for p in pending:
-            for key in ("questions", "forward_tokens", "backward_tokens", "trained_tokens", "consistency"):
-                sums[key] += p[key]
-            sums["kept"] += int(p["keep"].sum())
-            for i, (v, noise) in enumerate(zip(p["all_views"].tolist(), p["flawed"].tolist(), strict=True)):
-                present[v] += 1
-                labelled[v] += noise >= 0
-                flawed[v] += noise == 1
-                if p["keep"][i]:
-                    kept[v] += 1
-                    alpha[v] += float(p["alpha"][i])
-                    labelled_kept[v] += noise >= 0
-                    flawed_kept[v] += noise == 1
-                if p["scores"] is not None:
-                    score[v] += float(p["scores"][i])
-                    scored[v] += 1
-        step = {"present": present, "kept": kept, "alpha": alpha, "score": score, "scored": scored,
-                "labelled": labelled, "flawed": flawed, "labelled_kept": labelled_kept, "flawed_kept": flawed_kept}
-        for v, name in enumerate(m.views):
-            w = m.window.setdefault(name, {})
-            for key, counts in step.items():
-                m.totals[key][v] += counts[v]
-                w[key] = w.get(key, 0) + counts[v]
-            if present[v]:
-                log[f"mind/in_subset/{name}"].append(kept[v] / present[v])
-            if kept[v]:
-                log[f"mind/alpha/{name}"].append(alpha[v] / kept[v])
-            if scored[v]:
-                log[f"mind/score/{name}"].append(score[v] / scored[v])
-        return sums
-
-    def _tally_grad_share(self, shares: list[dict[str, float]]) -> None:
-        """The step's measured gradient shares (mean over its micro-batches; a view absent from one has
-        share 0 there) into the logs and the history window."""
-        if not shares:
-            return
-        names = [n for n in (*self.mind.views, "consistency") if any(n in s for s in shares)]
-        w = self.mind.window.setdefault("_grad_share", {"steps": 0, "sums": {}})
-        w["steps"] += 1
-        for name in names:
-            mean = sum(s.get(name, 0.0) for s in shares) / len(shares)
-            self._metrics["train"][f"mind/grad_share/{name}"].append(mean)
-            w["sums"][name] = w["sums"].get(name, 0.0) + mean
-
-    def _window_add(self, metrics: dict[str, float], sums: Counter, global_step: int) -> None:
-        """Averages over ``history_every`` steps into ``history`` (mind_summary.json, the viewer)."""
-        w = self.mind.window.setdefault("_steps", {"n": 0})
-        w["n"] += 1
-        for k, val in metrics.items():
-            if "/" not in k:
-                w[k] = w.get(k, 0.0) + val
-        every = max(int(self.args.history_every), 1)
-        if global_step % every and global_step < self.state.max_steps:
-            return
-        m, steps = self.mind, w.pop("n")
-        entry: dict[str, Any] = {"step": global_step}
-        entry.update({k: round(v / steps, 6) for k, v in w.items()})
-        views = {name: m.window.get(name, {}) for name in m.views}
-        entry["in_subset"] = {n: round(d["kept"] / d["present"], 6) for n, d in views.items() if d.get("present")}
-        entry["alpha"] = {n: round(d["alpha"] / d["kept"], 6) for n, d in views.items() if d.get("kept")}
-        entry["score"] = {n: round(d["score"] / d["scored"], 6) for n, d in views.items() if d.get("scored")}
-        if flawed := {n: round(d["flawed_kept"] / d["labelled_kept"], 6) for n, d in views.items() if d.get("labelled_kept")}:
-            entry["flawed_share_kept"] = flawed
-        entry["L_p"] = {n: round(m.stats.view_loss(v), 6) for v, n in enumerate(m.views) if m.stats.view_slow[v].ready}
-        if (share := m.window.get("_grad_share")) is not None:
-            entry["grad_share"] = {n: round(val / share["steps"], 6) for n, val in share["sums"].items()}
-        entry["flops"] = m.flops
-        m.history.append(entry)
-        m.window = {}
+        m.window_add(metrics, global_step, self.args.history_every, self.state.max_steps)
 
     # ------------------------------------------------------------ summary and checkpoints
     def summary(self) -> dict[str, Any]:
         """Per-view totals, the compute account and the history (written as mind_summary.json)."""
-        m, t = self.mind, self.mind.totals
-        views = {}
-        for v, name in enumerate(m.views):
-            views[name] = {
-                "present": t["present"][v], "kept": t["kept"][v],
-                "in_subset": t["kept"][v] / t["present"][v] if t["present"][v] else 0.0,
-                "mean_alpha": t["alpha"][v] / t["kept"][v] if t["kept"][v] else 0.0,
-                "mean_score": t["score"][v] / t["scored"][v] if t["scored"][v] else None,
-                "L_p": m.stats.view_loss(v) if m.stats.view_slow[v].ready else None,
-                # share of flawed rationales among the view's candidates, and among those kept (None: unlabelled)
-                "flawed_share": t["flawed"][v] / t["labelled"][v] if t["labelled"][v] else None,
-                "flawed_share_kept": t["flawed_kept"][v] / t["labelled_kept"][v] if t["labelled_kept"][v] else None,
-            }  # fmt: skip
-        kept = sum(t["kept"])
-        for name in views:
-            views[name]["kept_share"] = views[name]["kept"] / kept if kept else 0.0
-        compute = {"params": m.num_params, **m.compute, "flops": m.flops}
-        out = {"strategy": self.args.strategy, "views": views, "compute": compute, "history": m.history}
-        if hasattr(self.strategy, "meta_steps"):
-            out["meta_steps"] = self.strategy.meta_steps
-        return out
+        return self.mind.summary(self.args.strategy, getattr(self.strategy, "meta_steps", None))
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)

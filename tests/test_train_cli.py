@@ -490,23 +490,23 @@ def test_flawed_shares_count_the_teachers_own_labels(trainer_assets, tmp_path, c
 def test_tally_counts_flawed_candidates_among_present_and_kept():
     """The per-view counts from hand-made micro-batches: exact numbers, unlabelled rows left out."""
     from collections import defaultdict
-    from types import SimpleNamespace
-
     import torch
 
     from distill.config import MindConfig
-    from distill.trainer import MindState, MindTrainer
+    from distill.run_record import MindState
 
     args = MindConfig(output_dir="unused", use_cpu=True, report_to="none")
-    fake = SimpleNamespace(mind=MindState(args, ["a", "b"], 10, 100), _metrics={"train": defaultdict(list)})
+    record, log = MindState(args, ["a", "b"], 10, 100), defaultdict(list)
     pending = [{
         "questions": 2, "forward_tokens": 0, "backward_tokens": 0, "trained_tokens": 0, "consistency": 0.0,
         "all_views": torch.tensor([0, 1, 0, 1]), "keep": torch.tensor([True, False, True, True]),
         "alpha": torch.tensor([1.0, 0.0, 0.5, 0.5]), "scores": None, "flawed": torch.tensor([1, 1, 0, -1]),
     }]  # fmt: skip
-    MindTrainer._tally(fake, pending)
-    t = fake.mind.totals
+    sums = record.tally(pending, log)
+    t = record.totals
+    assert sums["questions"] == 2 and sums["kept"] == 3
     assert t["present"] == [2, 2] and t["kept"] == [2, 1]
+    assert log["mind/in_subset/a"] == [1.0] and log["mind/in_subset/b"] == [0.5] and log["mind/alpha/a"] == [0.75]
     assert t["labelled"] == [2, 1] and t["flawed"] == [1, 1]
     assert t["labelled_kept"] == [2, 0] and t["flawed_kept"] == [1, 0]
 
