@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data in ../shared/data and small contract rows."""
+"""Shared fixtures: the real data (MIND_SHARED_DATA, else the shared/data folder beside the repository) and small contract rows."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ os.environ.setdefault("MIND_SHARED_DATA", str(SHARED_DATA))
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` (override with MIND_SHARED_DATA). Missing data is an error, not a skip."""
+    """The real data folder (MIND_SHARED_DATA). Missing data is an error, not a skip."""
     if not (SHARED_DATA / "README.md").exists():
         pytest.fail(f"real test data not found at {SHARED_DATA}; set MIND_SHARED_DATA")
     return SHARED_DATA

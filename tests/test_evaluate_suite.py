@@ -1,6 +1,6 @@
 """``distill.evaluate --suite paper`` and ``--backend transformers|vllm|openai:URL``.
 
-The suite reads the real files in ../shared/data (the GPQA CSV is a small file in the official
+The suite reads the real files of the test data folder (the GPQA CSV is a small file in the official
 columns written here: the real one is not shipped). Tiny random students (tests/tiny_models.py)
 answer nonsense, so their runs check structure and counts; the answer checking is checked with
 scripted engines that answer each question's gold answer (must score 100%) or a wrong answer of

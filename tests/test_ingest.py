@@ -1,4 +1,4 @@
-"""Ingest of existing rationale files (python -m pipeline.ingest), on the real files in ../shared/data."""
+"""Ingest of existing rationale files (python -m pipeline.ingest), on the real files in the test data folder (tests/conftest.py)."""
 
 from __future__ import annotations
 

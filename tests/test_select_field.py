@@ -1,6 +1,6 @@
 """Selection by a source field (``pipeline.select --difficulty field:NAME``): MATH500's ``level``.
 
-The run is a tiny synthesis of the first real MATH500 questions (``../shared/data/math500``) by
+The run is a tiny synthesis of the first real MATH500 questions (``$MIND_SHARED_DATA/math500``) by
 a scripted teacher (always right, so every question is easy by failures): synthesis carries the
 question's source fields into each row's ``metadata["question"]``, and the selection reads them.
 """

@@ -1,7 +1,8 @@
-"""Question sources and line-aware readers, on the real files in ../shared/data."""
+"""Question sources and line-aware readers, on the real files in the test data folder (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import Counter
@@ -80,6 +81,17 @@ def test_reader_missing_file(tmp_path):
 
 
 # ---------------------------------------------------------------- GSM8K
+def test_source_paths_name_the_data_setting(shared_data, monkeypatch):
+    """A config's path names the data folder through the environment; an unset variable is named."""
+    monkeypatch.setenv("MIND_SHARED_DATA", str(shared_data))
+    via_setting = list(itertools.islice(load_questions("gsm8k", "$MIND_SHARED_DATA/gsm8k/test.jsonl"), 3))
+    assert via_setting == list(itertools.islice(load_questions("gsm8k", shared_data / "gsm8k" / "test.jsonl"), 3))
+    assert list(itertools.islice(load_questions("gsm8k", "${MIND_SHARED_DATA}/gsm8k/test.jsonl"), 3)) == via_setting
+    monkeypatch.delenv("MIND_SHARED_DATA")
+    with pytest.raises(ValueError, match=r"'\$MIND_SHARED_DATA/gsm8k/test.jsonl': the environment variable MIND_SHARED_DATA is not set"):
+        load_questions("gsm8k", "$MIND_SHARED_DATA/gsm8k/test.jsonl")
+
+
 def test_gsm8k_test(shared_data):
     rows = list(load_questions("gsm8k", shared_data / "gsm8k" / "test.jsonl"))
     _check_rows(rows, 1319)
@@ -216,10 +228,10 @@ def test_mentor_kd_incomplete_group(tmp_path):
 
 # ---------------------------------------------------------------- the paper's evaluation sets
 def _shared_path(*parts: str) -> Path:
-    """A file or folder of ../shared/data; skip (with the reason) where it is absent."""
+    """A file or folder of the test data folder; skip (with the reason) where it is absent."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} not found (the real data in ../shared/data; set MIND_SHARED_DATA)")
+        pytest.skip(f"{path} not found (set MIND_SHARED_DATA to the real data)")
     return path
 
 

@@ -541,7 +541,7 @@ def test_math500_gold_solutions() -> None:
 
     path = SHARED_DATA / "math500" / "test.jsonl"
     if not path.exists():
-        pytest.skip(f"MATH500 not found at {path} (../shared/data/math500; set MIND_SHARED_DATA)")
+        pytest.skip(f"MATH500 not found at {path} (set MIND_SHARED_DATA)")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 500
     failures = []

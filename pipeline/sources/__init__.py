@@ -7,6 +7,10 @@ A source is selected by name through a small registry::
     rows = list(load_questions("synthetic", split="test", n=200))
     rows = list(load_questions("jsonl", "my.jsonl", question_field="q", answer_field="a", task="arith"))
 
+A path may name environment variables (``$MIND_SHARED_DATA/gsm8k/test.jsonl``, ``~/data``): they are
+expanded when the source is read, so a config stays portable (and a run's identity keeps the name, not
+one machine's folder); an unset variable is an error naming it.
+
 Every row is a dict with all ``QUESTION_COLUMNS`` (``metadata`` a JSON string or null), its gold
 answer normalised by :func:`pipeline.verify.normalize_gold`. Bad input (a malformed line, a
 missing field, a gold answer the task cannot use) raises :class:`data_schemas.ContractError`
@@ -34,6 +38,8 @@ validated question row, required fields). This module is the registry.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -83,12 +89,23 @@ def available_sources() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def expand_path(path: str | Path | None) -> str | Path | None:
+    """``path`` with ``~`` and environment variables expanded; ``ValueError`` naming a variable that is not set."""
+    if path is None or "$" not in str(path) and not str(path).startswith("~"):
+        return path
+    expanded = os.path.expandvars(os.path.expanduser(str(path)))
+    if unset := re.search(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", expanded):
+        raise ValueError(f"question source path {str(path)!r}: the environment variable {unset.group(1)} is not set")
+    return expanded
+
+
 def load_questions(kind: str, path: str | Path | None = None, **options: Any) -> Iterator[dict[str, Any]]:
-    """Question rows from the source named ``kind`` (see :func:`available_sources`)."""
+    """Question rows from the source named ``kind`` (see :func:`available_sources`); ``path`` may name
+    environment variables (:func:`expand_path`)."""
     name = _ALIASES.get(kind, kind)
     if name not in _REGISTRY:
         raise ValueError(f"unknown question source {kind!r}; choose one of {', '.join(available_sources())}")
-    return _REGISTRY[name](path, **options)
+    return _REGISTRY[name](expand_path(path), **options)
 
 
 def load_questions_from_config(spec: str | Mapping[str, Any]) -> Iterator[dict[str, Any]]:
