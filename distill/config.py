@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import torch
 from trl import SFTConfig
 
-from distill.strategies import CONSISTENT, STRATEGIES
+from distill.strategies import CONSISTENT, SCORING, STRATEGIES
 
 SCORING_MODES = ("shared", "separate")
+CANDIDATE_LOSSES = ("completion", "answer")
 META_TARGETS = ("instant", "inertia")
 WARMUP_STUDENT = ("frozen", "uniform")
 TARGET_BASELINES = ("none", "view")
@@ -80,6 +81,14 @@ class MindConfig(SFTConfig):
                   "unselected ones get weight 0: step cost = all's) or 'separate' (a no-grad forward over every "
                   "candidate, then forward+backward over the selected ones only: cheaper when the subset is small)",
                   "choices": SCORING_MODES},
+    )
+    candidate_loss: str = field(
+        default="completion",
+        metadata={"help": "the loss a candidate is judged by (scores, the inertia record, the MetaNet's target): "
+                  "'completion' (mean token CE of the whole rationale) or 'answer' (mean token CE of the canonical "
+                  "answer line given the rationale: how well the rationale leads the student to the right answer, "
+                  "whatever its length or style) [ours]; the student always trains on the whole completion",
+                  "choices": CANDIDATE_LOSSES},
     )
     scoring_batch_size: int | None = field(
         default=None, metadata={"help": "rows per no-grad scoring forward (scoring=separate); default: the training batch size"}
@@ -179,6 +188,7 @@ class MindConfig(SFTConfig):
         checks = [
             ("strategy", self.strategy in STRATEGIES, f"one of {', '.join(STRATEGIES)}"),
             ("scoring", self.scoring in SCORING_MODES, f"one of {', '.join(SCORING_MODES)}"),
+            ("candidate_loss", self.candidate_loss in CANDIDATE_LOSSES, f"one of {', '.join(CANDIDATE_LOSSES)}"),
             ("meta_target", self.meta_target in META_TARGETS, f"one of {', '.join(META_TARGETS)}"),
             ("meta_warmup_student", self.meta_warmup_student in WARMUP_STUDENT, f"one of {', '.join(WARMUP_STUDENT)}"),
             ("fusion_beta", 0.0 < self.fusion_beta <= 1.0, "in (0, 1]"),
@@ -214,6 +224,10 @@ class MindConfig(SFTConfig):
             raise ValueError(
                 f"--lr_schedule_after_meta_warmup is only used by --strategy mind (got --strategy {self.strategy})"
             )
+        if self.candidate_loss == "answer" and self.strategy not in SCORING:
+            raise ValueError(f"--candidate_loss is only used by --strategy {', '.join(SCORING)} (got --strategy {self.strategy})")
+        if not self.answer_template and self.candidate_loss == "answer":
+            raise ValueError("--candidate_loss answer needs an answer span: set --answer_template")
         if not self.answer_template and (self.consistency_weight > 0 and self.strategy in CONSISTENT):
             raise ValueError("--consistency_weight > 0 needs an answer span: set --answer_template (or --consistency_weight 0)")
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:

@@ -28,6 +28,7 @@ class RowOutputs:
     reps: torch.Tensor | None  # [n, hidden] float32, detached: mean last hidden state over the completion
     answer_logp: torch.Tensor | None  # [n, A, V] float32 log-probs at the positions predicting the answer tokens
     answer_mask: torch.Tensor | None  # [n, A] bool: which of the A slots are answer tokens
+    answer_nll: torch.Tensor | None = None  # [n] mean NLL of each row's answer tokens (0 for a row without a span)
 
 
 def causal_lm(model: Any) -> Any:
@@ -72,15 +73,17 @@ def student_forward(
         out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True, use_cache=False)
     counts = out.label_mask.sum(dim=1).clamp(min=1)
     nll = -(out.log_probs.sum(dim=1)) / counts
-    rep = ans = amask = None
+    rep = ans = amask = answer_nll = None
     if want_hidden:
         hidden = captured[-1]
         if reps:
             m = (labels != -100).to(hidden.dtype).unsqueeze(-1)
             rep = ((hidden.detach() * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)).float()
         if answer_start is not None and answer_len is not None:
-            ans, amask = _answer_logp(model, hidden, answer_start.to(hidden.device), answer_len.to(hidden.device))
-    return RowOutputs(nll, rep, ans, amask)
+            start = answer_start.to(hidden.device)
+            ans, amask = _answer_logp(model, hidden, start, answer_len.to(hidden.device))
+            answer_nll = _answer_nll(ans, amask, input_ids, start)
+    return RowOutputs(nll, rep, ans, amask, answer_nll)
 
 
 def _answer_logp(model: Any, hidden: torch.Tensor, start: torch.Tensor, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,6 +95,15 @@ def _answer_logp(model: Any, hidden: torch.Tensor, start: torch.Tensor, length: 
     h = hidden.gather(1, pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # [n, A, H]
     logits = causal_lm(model).get_output_embeddings()(h)
     return torch.log_softmax(logits.float(), dim=-1), mask
+
+
+def _answer_nll(logp: torch.Tensor, mask: torch.Tensor, input_ids: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Mean NLL of each row's answer tokens from their predicted distributions ``logp`` ([n, A, V])."""
+    offs = torch.arange(mask.shape[1], device=logp.device)
+    pos = (start.unsqueeze(1) + offs.unsqueeze(0)).clamp(max=input_ids.shape[1] - 1)
+    target = input_ids.to(logp.device).gather(1, pos)  # [n, A]: the answer tokens themselves
+    token_logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    return -(token_logp * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
 
 # ---------------------------------------------------------------- consistency between views

@@ -173,6 +173,15 @@ class MindTrainer(SFTTrainer):
             kw = {"answer_start": inputs["cand_answer_start"][rows], "answer_len": inputs["cand_answer_len"][rows]}
         return student_forward(model, **_rows(inputs, rows), reps=reps, **kw)
 
+    @property
+    def _judge_answers(self) -> bool:
+        """Candidates are judged by their answer line's loss (``--candidate_loss answer``)."""
+        return self.args.candidate_loss == "answer"
+
+    def _candidate_loss(self, out: RowOutputs) -> torch.Tensor:
+        """The loss a candidate is judged by: its whole completion's CE, or its answer line's."""
+        return out.answer_nll if self._judge_answers else out.nll
+
     def _score(self, model: Any, inputs: dict[str, torch.Tensor], reps: bool) -> Scored:
         """No-grad CE (and representation) of every candidate, sorted by length and chunked."""
         lengths = inputs["attention_mask"].sum(dim=1)
@@ -183,8 +192,8 @@ class MindTrainer(SFTTrainer):
         with torch.no_grad():
             for start in range(0, n, self.scoring_batch_size):
                 rows = order[start : start + self.scoring_batch_size]
-                out = self._forward(model, inputs, rows, reps=reps, answers=False)
-                ce[rows.cpu()] = out.nll.detach().cpu().to(torch.float64)
+                out = self._forward(model, inputs, rows, reps=reps, answers=self._judge_answers)
+                ce[rows.cpu()] = self._candidate_loss(out).detach().cpu().to(torch.float64)
                 if reps:
                     if rep is None:
                         rep = torch.empty(n, out.reps.shape[1], dtype=torch.float32)
@@ -225,9 +234,9 @@ class MindTrainer(SFTTrainer):
         if strategy.needs_scores:
             if args.scoring == "shared" and not frozen:
                 all_rows = torch.arange(batch.n, device=inputs["input_ids"].device)
-                shared = self._forward(model, inputs, all_rows, reps=strategy.needs_reps, answers=answers)
+                shared = self._forward(model, inputs, all_rows, reps=strategy.needs_reps, answers=answers or self._judge_answers)
                 reps = shared.reps.cpu() if shared.reps is not None else None
-                scored = Scored(shared.nll.detach().cpu().to(torch.float64), reps)
+                scored = Scored(self._candidate_loss(shared).detach().cpu().to(torch.float64), reps)
                 backward_tokens += int(tokens.sum())
             else:
                 scored = self._score(model, inputs, reps=strategy.needs_reps)
@@ -256,7 +265,7 @@ class MindTrainer(SFTTrainer):
             weighted = alpha * nll
             loss = weighted.sum()
             cons_term = None
-            if plan.consistency != "none" and out.answer_logp is not None:
+            if plan.consistency != "none" and answers and out.answer_logp is not None:
                 pw = plan.pair_weights if plan.pair_weights is not None else plan.alpha
                 cons_sum = answer_consistency(
                     out.answer_logp[sel], out.answer_mask[sel], batch.groups[keep], pw[keep], plan.consistency

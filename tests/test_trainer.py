@@ -145,6 +145,11 @@ def test_student_forward_representation_and_answer_distributions(trainer_assets)
         torch.testing.assert_close(out.answer_logp[row, :n], logp[row, s - 1 : s - 1 + n], rtol=1e-5, atol=1e-5)
         # the answer tokens are the most likely continuation's targets: each is the label at its position
         assert (b["cand_labels"][row, s : s + n] == b["input_ids"][row, s : s + n]).all()
+        # the answer line's loss (--candidate_loss answer): those tokens' mean NLL under the plain forward
+        tokens = b["input_ids"][row, s : s + n]
+        want = -logp[row, s - 1 : s - 1 + n].gather(-1, tokens.unsqueeze(-1)).mean()
+        torch.testing.assert_close(out.answer_nll[row], want, rtol=1e-5, atol=1e-5)
+    assert out.answer_nll.shape == (b["input_ids"].shape[0],) and not torch.equal(out.answer_nll, out.nll)
 
 
 # ---------------------------------------------------------------- 2. GA=1 equals GA=k
@@ -442,6 +447,36 @@ def test_shared_and_separate_scoring_train_the_same_student(trainer_assets, tmp_
     # separate: every candidate is scored forward-only, the kept ones are trained
     assert cb["forward_tokens"] == total
     assert cb["backward_tokens"] < total and cb["flops"] < ca["flops"]
+
+
+def test_candidates_judged_by_their_answer_line(trainer_assets, tmp_path):
+    """--candidate_loss answer: the strategy judges each candidate by its answer line's NLL (the same in
+    both scoring modes), not by its whole completion's CE; the student still trains on the completion."""
+    runs = {}
+    for mode in ("shared", "separate"):
+        t = make_trainer(trainer_assets, tmp_path / mode, strategy="lowest_loss", max_steps=3, scoring=mode,
+                         candidate_loss="answer")  # fmt: skip
+        spy, outputs, forward = _PlanSpy(t), [], t._forward
+
+        def spy_forward(model, inputs, rows, *, reps, answers, forward=forward, outputs=outputs):
+            out = forward(model, inputs, rows, reps=reps, answers=answers)
+            outputs.append(out)
+            return out
+
+        t._forward = spy_forward
+        t.train()
+        runs[mode] = (t, spy, outputs)
+    (a, sa, outs), (b, sb, _) = runs["shared"], runs["separate"]
+    assert len(sa.calls) == len(outs) == 3  # shared: the scoring forward is the training forward
+    for call, out in zip(sa.calls, outs, strict=True):
+        torch.testing.assert_close(call["ce"], out.answer_nll.detach().cpu().double())
+        assert not torch.allclose(call["ce"], out.nll.detach().cpu().double())
+    assert [c["keep"].tolist() for c in sa.calls] == [c["keep"].tolist() for c in sb.calls]
+    for x, y in zip(sa.calls, sb.calls, strict=True):
+        torch.testing.assert_close(x["ce"], y["ce"], rtol=1e-5, atol=1e-6)
+    assert _losses(a) == pytest.approx(_losses(b), rel=1e-5)
+    with pytest.raises(ValueError, match="--candidate_loss is only used by --strategy"):
+        make_trainer(trainer_assets, tmp_path / "all", strategy="all", candidate_loss="answer")
 
 
 @pytest.mark.parametrize("strategy", ["mind", "all"])

@@ -20,6 +20,8 @@ from distill.strategies.base import REGISTRY, Plan, Scored, StepBatch, Strategy
 STRATEGIES: tuple[str, ...] = tuple(REGISTRY)
 #: the strategies whose plans carry an answer-consistency term (they need the answer span)
 CONSISTENT: tuple[str, ...] = tuple(name for name, cls in REGISTRY.items() if cls.answer_consistency)
+#: the strategies that judge every candidate by its loss (a scoring forward)
+SCORING: tuple[str, ...] = tuple(name for name, cls in REGISTRY.items() if cls.needs_scores)
 
 
 def build_strategy(args: Any, store: Any, views: list[str], **kw: Any) -> Strategy:
@@ -28,4 +30,4 @@ def build_strategy(args: Any, store: Any, views: list[str], **kw: Any) -> Strate
     return REGISTRY[args.strategy](args, store, views, **kw)
 
 
-__all__ = ["CONSISTENT", "REGISTRY", "STRATEGIES", "Plan", "Scored", "StepBatch", "Strategy", "build_strategy"]
+__all__ = ["CONSISTENT", "REGISTRY", "SCORING", "STRATEGIES", "Plan", "Scored", "StepBatch", "Strategy", "build_strategy"]
