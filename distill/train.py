@@ -1,7 +1,7 @@
 """``python -m distill.train``: distil rationale shards into a student with the MIND trainer.
 
     python -m distill.train --data runs/demo --output_dir runs/train-mind --strategy mind --max_steps 300
-    python -m distill.train --config configs/train/mind.yaml --seed 1
+    python -m distill.train --config configs/train/demo.yaml --data runs/demo/rationales --output_dir runs/demo-s1 --seed 1
 
 Flags are TRL's (``SFTConfig``: ``--output_dir``, ``--max_steps``, ``--learning_rate``,
 ``--per_device_train_batch_size``, ``--gradient_accumulation_steps``, ``--seed``,
