@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from trl import SFTConfig
+from trl import SFTConfig, TrlParser
 
 from distill.strategies import CONSISTENT, SCORING, STRATEGIES
 
@@ -269,10 +269,16 @@ class MindScriptArguments:
     """Arguments of ``python -m distill.train`` that are not training hyperparameters."""
 
     data: str | None = field(default=None, metadata={"help": "folder of rationale shards (any run dirs under it)"})
-    student: str | None = field(
+    model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "student: a local HF causal LM folder, 'scratch' (untrained tiny student), or empty for "
-                  "the embedded default (the stage-0 tiny student, built on first use)"},
+        metadata={"aliases": ["--student"],
+                  "help": "the student: a Hugging Face hub id (e.g. Qwen/Qwen2.5-1.5B-Instruct; the local cache first, "
+                  "no download with HF_HUB_OFFLINE=1) or a local causal LM folder, 'scratch' (untrained tiny student), "
+                  "or empty for the embedded default (the stage-0 tiny student, built on first use). --student and a "
+                  "YAML 'student' key are aliases"},
+    )
+    model_revision: str | None = field(
+        default=None, metadata={"help": "the student's hub revision: a branch, tag or commit (default: main)"}
     )
     student_root: str = field(
         default="runs/students", metadata={"help": "where the embedded default student is built and cached"}
@@ -316,3 +322,20 @@ class MindScriptArguments:
         default="test,ood_steps", metadata={"help": "synthetic-world splits of the FLOP-grid curve (comma-separated)"}
     )
     curve_questions: int = field(default=200, metadata={"help": "questions per split at each curve point"})
+
+
+#: YAML keys of a ``--config`` file read as another field: the counterparts of the flags' aliases
+YAML_ALIASES = {"student": "model_name_or_path"}
+
+
+class MindParser(TrlParser):
+    """TRL's parser of flags and a YAML ``--config`` (``python -m distill.train``), which also reads the
+    YAML aliases of renamed fields (``student:`` for ``model_name_or_path:``)."""
+
+    def set_defaults_with_config(self, **kwargs):
+        for alias, name in YAML_ALIASES.items():
+            if alias in kwargs:
+                if name in kwargs:
+                    raise ValueError(f"config file: {alias!r} and {name!r} name the same setting; keep one")
+                kwargs[name] = kwargs.pop(alias)
+        return super().set_defaults_with_config(**kwargs)

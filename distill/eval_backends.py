@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from distill.formatting import PromptStyle, resolve_style
+from pipeline.hub import looks_local
 from pipeline.teachers.base import TeacherBackend
 
 __all__ = ["BackendChoice", "make_remote_backend", "parse_backend"]
@@ -74,10 +75,6 @@ def _checked_options(config_cls: type, options: Mapping[str, Any], backend: str)
     return dict(options)
 
 
-def _looks_local(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or model.count("/") > 1
-
-
 def make_remote_backend(
     choice: BackendChoice,
     model: str,
@@ -99,7 +96,7 @@ def make_remote_backend(
     if choice.kind == "vllm":
         from pipeline.teachers.vllm_backend import VLLMBackend, VLLMConfig
 
-        if _looks_local(model) and not Path(model).expanduser().exists():
+        if looks_local(model) and not Path(model).expanduser().exists():
             raise ValueError(f"model folder {model!r} does not exist")
         use_chat = {"auto": "auto", "plain": "false", "chat": "true"}[prompt_style]
         config = VLLMConfig(model=model, use_chat=use_chat, **_checked_options(VLLMConfig, options, "vllm"))

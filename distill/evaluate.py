@@ -83,6 +83,7 @@ from distill.eval_decode import (
 from distill.eval_records import PREDICTION_SCHEMA, EvalResult, Scores, score_predictions, write_predictions
 from distill.formatting import resolve_style
 from distill.question_sets import DEFAULT_SYNTHETIC_QUESTIONS, SYNTHETIC_SPLITS, load_split_questions
+from pipeline.hub import looks_local
 from pipeline.teachers.base import TeacherBackend
 
 # the decoding library (distill.eval_decode), the records (distill.eval_records) and load_split_questions
@@ -135,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
         ap.add_argument(*names, *[a for a in alias if a not in names], **kw)
 
     add("--model", required=True,
-        help="student folder (transformers, vllm: from_pretrained model + tokenizer; vllm also a hub id); "
-        "with --backend openai:URL the model name the server serves")  # fmt: skip
+        help="the student: a local folder or a Hugging Face hub id (transformers, vllm: from_pretrained model + "
+        "tokenizer; the local cache first, no download with HF_HUB_OFFLINE=1); with --backend openai:URL the model "
+        "name the server serves")  # fmt: skip
     add("--split", default=None,
         help=f"synthetic split ({', '.join(SYNTHETIC_SPLITS)}) or, with --source, a label (or use --suite)")  # fmt: skip
     add("--suite", default=None, help="evaluation suite instead of --split: paper (ID MATH500, GSM8K, SVAMP; "
@@ -265,7 +267,7 @@ def _backend_choice(args: argparse.Namespace) -> BackendChoice:
     if choice.kind == "transformers" and args.backend_option:
         raise _CommandError("--backend_option is for --backend vllm or openai:URL (transformers: --device, --dtype)")
     model_dir = Path(args.model)
-    if choice.kind == "transformers":
+    if choice.kind == "transformers" and looks_local(args.model):  # else a hub id, for from_pretrained
         if not model_dir.is_dir():
             raise _CommandError(f"model folder {str(model_dir)!r} does not exist")
         if not (model_dir / "config.json").exists():
@@ -308,7 +310,7 @@ def _local_engine(args: argparse.Namespace, sampling: dict[str, Any]) -> _Engine
         torch.set_num_threads(args.threads)
     try:
         loaded = TransformersBackend(
-            TransformersConfig(model=str(Path(args.model)), device=args.device, dtype=args.dtype, use_chat="false")
+            TransformersConfig(model=args.model, device=args.device, dtype=args.dtype, use_chat="false")
         )
         style = resolve_style(loaded.tokenizer, args.prompt_style)
     except ValueError as exc:

@@ -336,26 +336,37 @@ def load_student(
     lora: LoraSettings | None = None,
     dtype: Any = "float32",
     device: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
 ) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` from a local Hugging Face causal-LM folder (``save_pretrained``
-    output with its tokenizer). ``lora`` wraps the model in trainable LoRA adapters (a PEFT
-    model); ``dtype`` is a name, a ``torch.dtype`` or ``"auto"``; ``device`` e.g. ``"cpu"``,
-    ``"cuda"`` (default: where ``from_pretrained`` puts it, the CPU)."""
+    """``(model, tokenizer)`` of a Hugging Face causal LM: a local folder (``save_pretrained`` output with
+    its tokenizer) or a hub id (``Qwen/Qwen2.5-1.5B-Instruct``: the local cache first, a download only
+    when the hub is reachable and ``HF_HUB_OFFLINE`` is off; ``revision`` a branch, tag or commit;
+    ``trust_remote_code`` off by default). ``lora`` wraps the model in trainable LoRA adapters (a PEFT
+    model); ``dtype`` is a name, a ``torch.dtype`` or ``"auto"``; ``device`` e.g. ``"cpu"``, ``"cuda"``
+    (default: where ``from_pretrained`` puts it, the CPU). Failures raise :class:`StudentLoadError`
+    with one line naming the folder or id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = Path(path)
-    if not folder.exists():
-        raise StudentLoadError(f"student model folder {folder} does not exist")
-    if not folder.is_dir() or not (folder / "config.json").is_file():
-        raise StudentLoadError(f"{folder} is not a Hugging Face model folder (no config.json)")
+    from pipeline.hub import looks_local, missing_model_message
+
+    name = os.fspath(path)
+    if looks_local(name):
+        folder = Path(name).expanduser()
+        if not folder.exists():
+            raise StudentLoadError(f"student model folder {folder} does not exist")
+        if not folder.is_dir() or not (folder / "config.json").is_file():
+            raise StudentLoadError(f"{folder} is not a Hugging Face model folder (no config.json)")
+        name = str(folder)
+    hub = {"revision": revision, "trust_remote_code": trust_remote_code}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(name, **hub)
     except (OSError, ValueError, TypeError) as exc:
-        raise StudentLoadError(f"could not load the tokenizer of the student in {folder}: {exc}") from exc
+        raise StudentLoadError(missing_model_message(name, "student tokenizer", exc)) from exc
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=_resolve_dtype(dtype))
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=_resolve_dtype(dtype), **hub)
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise StudentLoadError(f"could not load a causal LM from {folder}: {exc}") from exc
+        raise StudentLoadError(missing_model_message(name, "student model", exc)) from exc
     check_tokenizer_matches(model, tokenizer)
     if device is not None:
         model = model.to(device)

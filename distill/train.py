@@ -24,11 +24,10 @@ from typing import Any
 
 import torch
 from transformers import set_seed
-from trl import TrlParser
 
 from data_schemas.run_files import EVAL_RESULTS, MIND_STATE
 from data_schemas import ContractError
-from distill.config import MindConfig, MindScriptArguments
+from distill.config import MindConfig, MindParser, MindScriptArguments
 from distill.cpu_memory import keep_freed_memory
 from distill.curve import CURVE_FILE, FlopCurveCallback, parse_flop_grid, prediction_dir
 from distill.data import CandidateStore, held_out_split, load_questions_with_candidates
@@ -53,7 +52,7 @@ def load_model(script: MindScriptArguments, args: MindConfig, world: Any = None)
     """``(model, tokenizer, description)`` of the student the flags ask for (the embedded default
     is built for the synthetic ``world``, a WorldConfig, or the default world)."""
     lora = LoraSettings(r=script.lora_r, alpha=script.lora_alpha) if script.lora_r > 0 else None
-    if script.student == "scratch":
+    if script.model_name_or_path == "scratch":
         tokenizer = build_world_tokenizer(world=world)
         model = build_student(tokenizer, seed=args.seed)
         if lora is not None:
@@ -61,9 +60,13 @@ def load_model(script: MindScriptArguments, args: MindConfig, world: Any = None)
 
             model = apply_lora(model, lora)
         return model, tokenizer, "scratch (untrained tiny student)"
-    path = Path(script.student) if script.student else ensure_default_student(script.student_root, seed=0, world=world)
-    model, tokenizer = load_student(path, lora=lora)
-    return model, tokenizer, str(path) if script.student else f"embedded default ({path})"
+    name = script.model_name_or_path
+    if not name:
+        path = ensure_default_student(script.student_root, seed=0, world=world)
+        return (*load_student(path, lora=lora), f"embedded default ({path})")
+    model, tokenizer = load_student(name, lora=lora, revision=script.model_revision,
+                                    trust_remote_code=args.trust_remote_code)  # fmt: skip
+    return model, tokenizer, name
 
 
 def train(script: MindScriptArguments, args: MindConfig) -> dict[str, Any]:
@@ -281,7 +284,7 @@ def print_views(summary: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = TrlParser((MindScriptArguments, MindConfig))
+    parser = MindParser((MindScriptArguments, MindConfig))
     try:
         script, args = parser.parse_args_and_config(argv)
     except ValueError as exc:  # our __post_init__ checks and the parser's own

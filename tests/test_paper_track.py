@@ -74,11 +74,9 @@ def last_json(text: str) -> dict[str, Any]:
 
 def parse_train_args(argv: list[str]) -> tuple[Any, Any]:
     """``distill.train``'s own parsing of its command line (TRL's parser, the trainer's classes)."""
-    from trl import TrlParser
+    from distill.config import MindConfig, MindParser, MindScriptArguments
 
-    from distill.config import MindConfig, MindScriptArguments
-
-    return TrlParser((MindScriptArguments, MindConfig)).parse_args_and_config(argv)
+    return MindParser((MindScriptArguments, MindConfig)).parse_args_and_config(argv)
 
 
 # ---------------------------------------------------------------- the config files, by the commands' loaders

@@ -81,12 +81,10 @@ def _run_script(env: dict[str, str], timeout: int = 300) -> subprocess.Completed
 
 # ---------------------------------------------------------------- the configs
 def test_train_config_holds_only_real_fields() -> None:
-    from trl import TrlParser
-
-    from distill.config import MindConfig, MindScriptArguments
+    from distill.config import MindConfig, MindParser, MindScriptArguments
 
     raw = yaml.safe_load(TRAIN_CONFIG.read_text())
-    script, args = TrlParser((MindScriptArguments, MindConfig)).parse_args_and_config(
+    script, args = MindParser((MindScriptArguments, MindConfig)).parse_args_and_config(
         ["--config", str(TRAIN_CONFIG), "--output_dir", "x", "--data", "y", "--bf16", "false"]
     )  # an unknown key would raise "Unknown arguments from config file"
     assert raw["bf16"] is True and args.bf16 is False  # bf16 on the GPU; the CPU run turns it off
@@ -96,7 +94,7 @@ def test_train_config_holds_only_real_fields() -> None:
     assert args.validation_questions > 0 and 0 <= args.meta_warmup_steps < args.max_steps  # MIND steers after warm-up
     assert args.strategy in STRATEGIES and args.gradient_checkpointing
     for strategy in STRATEGIES:  # every strategy of the grid is accepted with this config
-        _, a = TrlParser((MindScriptArguments, MindConfig)).parse_args_and_config(
+        _, a = MindParser((MindScriptArguments, MindConfig)).parse_args_and_config(
             ["--config", str(TRAIN_CONFIG), "--output_dir", "x", "--bf16", "false", "--strategy", strategy]
         )
         assert a.strategy == strategy

@@ -49,6 +49,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.hub import looks_local, missing_model_message
 from pipeline.perspectives import fold_system_message
 from pipeline.teachers.base import Completion, GenerationRequest, TeacherBackend
 from pipeline.teachers.transformers_decoding import (
@@ -163,9 +164,7 @@ class TransformersBackend(TeacherBackend):
                 tok_path, trust_remote_code=config.trust_remote_code
             )
         except Exception as exc:
-            raise ValueError(
-                f"transformers teacher: cannot load tokenizer from {tok_path!r}: {exc}"
-            ) from exc
+            raise ValueError(f"transformers teacher: {missing_model_message(tok_path, 'tokenizer', exc)}") from exc
         model_kwargs: dict[str, Any] = {
             "dtype": self.dtype,
             "trust_remote_code": config.trust_remote_code,
@@ -175,9 +174,7 @@ class TransformersBackend(TeacherBackend):
         try:
             model = AutoModelForCausalLM.from_pretrained(config.model, **model_kwargs)
         except Exception as exc:
-            raise ValueError(
-                f"transformers teacher: cannot load model from {config.model!r}: {exc}"
-            ) from exc
+            raise ValueError(f"transformers teacher: {missing_model_message(config.model, 'model', exc)}") from exc
         self.model = model.to(self.device).eval()
         self._setup(tok_path)
 
@@ -556,9 +553,7 @@ def _resolve_dtype(dtype: str, device: Any) -> Any:
 
 def _check_local_path(path: str, what: str) -> None:
     """Fail early, naming the path, when it looks local but does not exist."""
-    p = Path(path).expanduser()
-    looks_local = p.is_absolute() or path.startswith((".", "~")) or path.count("/") > 1
-    if looks_local and not p.exists():
+    if looks_local(path) and not Path(path).expanduser().exists():
         raise ValueError(f"transformers teacher: {what} path {path!r} does not exist")
 
 

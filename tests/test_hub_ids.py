@@ -1,0 +1,104 @@
+"""Models named by a Hugging Face hub id (issue: real users name their students ``Qwen/...``): loaded offline
+from a local cache laid out as the hub client lays it out (``models--ORG--NAME/refs/main`` ->
+``snapshots/<commit>/``), with ``HF_HUB_OFFLINE=1``; an id missing from the cache fails in one line naming
+the id and the setting. The hub client reads its settings when imported, so each check runs in a fresh
+process with the cache's environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+HUB_ID = "mind-test/tiny-student"
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tiny_lm_dirs, tmp_path_factory) -> Path:
+    """A Hugging Face hub cache holding the tiny plain student as ``mind-test/tiny-student`` at ``main``."""
+    cache = tmp_path_factory.mktemp("hf-cache")
+    repo = cache / f"models--{HUB_ID.replace('/', '--')}"
+    shutil.copytree(tiny_lm_dirs["plain"], repo / "snapshots" / COMMIT)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    return cache
+
+
+def _offline(cache: Path, code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+def test_a_student_by_hub_id_loads_offline_from_the_cache(hub_cache, tiny_lm_dirs):
+    code = f"""
+import json, torch
+from distill.student import StudentLoadError, load_student
+by_id, tok = load_student({HUB_ID!r})
+by_folder, _ = load_student({str(tiny_lm_dirs["plain"])!r})
+same = all(torch.equal(a, b) for a, b in zip(by_id.state_dict().values(), by_folder.state_dict().values()))
+pinned, _ = load_student({HUB_ID!r}, revision={COMMIT!r})
+try:
+    load_student("mind-test/not-cached")
+    missing = None
+except StudentLoadError as exc:
+    missing = str(exc)
+from distill.config import MindConfig, MindParser, MindScriptArguments
+from distill.train import load_model
+script, args = MindParser((MindScriptArguments, MindConfig)).parse_args_and_config(
+    ["--model_name_or_path", {HUB_ID!r}, "--output_dir", "unused", "--use_cpu", "true"])
+trained, _, described = load_model(script, args)
+same = same and all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), by_folder.state_dict().values()))
+print(json.dumps({{"same": same, "vocab": len(tok), "pinned": pinned.config.vocab_size, "missing": missing,
+                  "described": described}}))
+"""
+    proc = _offline(hub_cache, code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["same"] is True and out["vocab"] == out["pinned"] and out["described"] == HUB_ID
+    assert out["missing"].startswith("student tokenizer 'mind-test/not-cached' is not a local folder and not in the "
+                                      "Hugging Face cache; HF_HUB_OFFLINE is set")  # fmt: skip
+
+
+def test_evaluate_takes_a_hub_id(hub_cache, tmp_path):
+    out = tmp_path / "preds.parquet"
+    code = f"""
+import sys
+from distill.evaluate import main
+sys.exit(main(["--model", {HUB_ID!r}, "--split", "test", "--num-questions", "2", "--max_new_tokens", "4",
+               "--out", {str(out)!r}, "--quiet"]))
+"""
+    proc = _offline(hub_cache, code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["model"] == HUB_ID and summary["n"] == 2 and out.is_file()
+    missing = _offline(hub_cache, code.replace(HUB_ID, "mind-test/not-cached"))
+    assert missing.returncode == 2 and "'mind-test/not-cached' is not a local folder and not in the Hugging Face cache" in missing.stderr
+
+
+def test_train_names_the_student_as_trl_does(tmp_path):
+    """``--model_name_or_path`` (TRL's name), ``--student`` and a YAML ``student:`` key are one setting."""
+    from distill.config import MindConfig, MindParser, MindScriptArguments
+
+    parser = MindParser((MindScriptArguments, MindConfig))
+    base = ["--output_dir", str(tmp_path / "o"), "--use_cpu", "true"]
+    for argv in (["--model_name_or_path", HUB_ID], ["--student", HUB_ID]):
+        script, args = parser.parse_args_and_config([*argv, *base])
+        assert script.model_name_or_path == HUB_ID and script.model_revision is None and not args.trust_remote_code
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"student": HUB_ID, "model_revision": "v1"}))
+    script, _ = MindParser((MindScriptArguments, MindConfig)).parse_args_and_config(["--config", str(config), *base])
+    assert script.model_name_or_path == HUB_ID and script.model_revision == "v1"
+    config.write_text(yaml.safe_dump({"student": HUB_ID, "model_name_or_path": HUB_ID}))
+    with pytest.raises(ValueError, match="'student' and 'model_name_or_path' name the same setting"):
+        MindParser((MindScriptArguments, MindConfig)).parse_args_and_config(["--config", str(config), *base])
