@@ -102,3 +102,60 @@ def test_train_names_the_student_as_trl_does(tmp_path):
     config.write_text(yaml.safe_dump({"student": HUB_ID, "model_name_or_path": HUB_ID}))
     with pytest.raises(ValueError, match="'student' and 'model_name_or_path' name the same setting"):
         MindParser((MindScriptArguments, MindConfig)).parse_args_and_config(["--config", str(config), *base])
+
+
+# ---------------------------------------------------------------- data sets by hub id
+def _cache_dataset(cache: Path, dataset_id: str, config: str, splits: dict[str, Path]) -> None:
+    """Prepare ``dataset_id`` (``config``) in a ``datasets`` cache as ``load_dataset`` leaves it after a
+    download (``ORG___NAME/CONFIG/0.0.0/COMMIT/NAME-SPLIT.arrow`` + ``dataset_info.json``), from local files."""
+    from datasets.packaged_modules.json.json import Json
+
+    org, name = dataset_id.split("/")
+    builder = Json(cache_dir=str(cache / "build"), dataset_name=f"{org}___{name}", config_name=config, hash=COMMIT,
+                   data_files={s: str(p) for s, p in splits.items()})  # fmt: skip
+    builder.download_and_prepare()
+    built = Path(builder.cache_dir)
+    target = cache / f"{org}___{name}" / config / "0.0.0" / COMMIT
+    target.mkdir(parents=True)
+    for f in built.iterdir():
+        if f.suffix in (".arrow", ".json"):
+            shutil.copy(f, target / f.name.replace(f"{org}___{name}-", f"{name}-"))
+
+
+@pytest.fixture(scope="module")
+def datasets_cache(shared_data, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ds-cache")
+    head = root / "gsm8k-test-head.jsonl"  # the first GSM8K test questions, as the hub's openai/gsm8k holds them
+    head.write_text("".join((shared_data / "gsm8k" / "test.jsonl").read_text().splitlines(keepends=True)[:5]))
+    _cache_dataset(root, "mind-test/gsm8k", "main", {"test": head})
+    arith = root / "arith.jsonl"
+    arith.write_text("".join(json.dumps({"id": f"a{i}", "q": f"What is {i} + {i}?", "a": 2 * i}) + "\n" for i in range(4)))
+    _cache_dataset(root, "mind-test/arith", "default", {"train": arith})
+    return root
+
+
+def test_question_sources_take_a_hub_dataset_id_offline(datasets_cache, tmp_path):
+    head = datasets_cache / "gsm8k-test-head.jsonl"
+    code = f"""
+import json
+from pipeline.sources import load_questions
+hub = list(load_questions("gsm8k", "hf:mind-test/gsm8k", config="main", split="test"))
+local = list(load_questions("gsm8k", {str(head)!r}, split="test"))
+arith = list(load_questions("hub", "mind-test/arith", split="train", question_field="q", answer_field="a",
+                            id_field="id", task="arith"))
+try:
+    list(load_questions("hub", "mind-test/absent", split="test", task="arith"))
+    missing = None
+except ValueError as exc:
+    missing = str(exc)
+print(json.dumps({{"same": hub == local, "ids": [r["question_id"] for r in hub], "arith": [(r["question_id"],
+                  r["gold_answer"], r["source"]) for r in arith], "missing": missing}}))
+"""
+    env = {**os.environ, "HF_DATASETS_CACHE": str(datasets_cache), "HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["same"] is True and out["ids"] == [f"gsm8k:test:{i}" for i in range(5)]
+    assert out["arith"] == [[f"a{i}", str(2 * i), "arith"] for i in range(4)]
+    assert out["missing"] == ("hub data set 'mind-test/absent', split 'test' is not in the local datasets cache; "
+                              "HF_HUB_OFFLINE is set, so nothing is downloaded")  # fmt: skip

@@ -6,6 +6,8 @@ A source is selected by name through a small registry::
     rows = list(load_questions("gsm8k", "$MIND_SHARED_DATA/gsm8k/test.jsonl"))
     rows = list(load_questions("synthetic", split="test", n=200))
     rows = list(load_questions("jsonl", "my.jsonl", question_field="q", answer_field="a", task="arith"))
+    rows = list(load_questions("gsm8k", "hf:openai/gsm8k", config="main", split="test"))   # a hub data set
+    rows = list(load_questions("hub", "org/name", split="test", question_field="q", answer_field="a", task="arith"))
 
 A path may name environment variables (``$MIND_SHARED_DATA/gsm8k/test.jsonl``, ``~/data``): they are
 expanded when the source is read, so a config stays portable (and a run's identity keeps the name, not
@@ -32,7 +34,8 @@ The paper's evaluation sets (docs/evaluation.md; the files under a data folder s
 
 The readers live one family per module: :mod:`.synthetic_world`, :mod:`.gsm8k`, :mod:`.svamp`,
 :mod:`.mentor_kd` (also CommonsenseQA and StrategyQA), :mod:`.math500`, :mod:`.gpqa` and
-:mod:`.generic` (JSONL, Parquet, ``datasets`` folders); :mod:`.rows` holds what they share (the
+:mod:`.generic` (JSONL, Parquet, ``datasets`` folders), :mod:`.hub` (a hub data set by id, through
+``datasets.load_dataset``: the local cache first, nothing downloaded with ``HF_HUB_OFFLINE``); :mod:`.rows` holds what they share (the
 validated question row, required fields). This module is the registry.
 """
 
@@ -44,7 +47,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import generic, gpqa, gsm8k, math500, mentor_kd, svamp, synthetic_world
+from . import generic, gpqa, gsm8k, hub, math500, mentor_kd, svamp, synthetic_world
 
 __all__ = [
     "available_sources",
@@ -66,6 +69,7 @@ _REGISTRY: dict[str, SourceFn] = {
     "jsonl": generic.jsonl_questions,
     "parquet": generic.parquet_questions,
     "hf-disk": generic.hf_disk_questions,
+    "hub": hub.hub_questions,
 }
 _ALIASES = {
     "mentor_kd": "mentor-kd", "mentorkd": "mentor-kd", "hf_disk": "hf-disk", "hf": "hf-disk", "json": "jsonl",

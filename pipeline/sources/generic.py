@@ -154,11 +154,16 @@ def hf_disk_questions(
         if split not in ds:
             raise ContractError(str(path), f"no split {split!r} (splits: {', '.join(ds)})")
         ds = ds[split]
+    label = f"{path}[{split}]" if split else str(path)
+    yield from dataset_rows(ds, cmap, label=label, source=source or path.name, split=split)
+
+
+def dataset_rows(ds: Any, cmap: ColumnMap, *, label: str, source: str, split: str | None) -> Iterator[dict[str, Any]]:
+    """Question rows of a ``datasets.Dataset`` through the column map; errors name ``label: row N``."""
     have = set(ds.column_names)
     required = [cmap.question_field, cmap.answer_field] + [c for c in (cmap.id_field,) if c]
     if cmap.task is None:
         required.append(cmap.task_field)
-    label = f"{path}[{split}]" if split else str(path)
     for col in required:
         if col not in have:
             raise ContractError(label, f"no column {col!r} (columns: {', '.join(sorted(have))})")
@@ -172,4 +177,4 @@ def hf_disk_questions(
                 yield f"{label}: row {i}", dict(zip(keys, values, strict=True))
                 i += 1
 
-    yield from _mapped_rows(records(), cmap, source=source or path.name, split=split, noun="column")
+    yield from _mapped_rows(records(), cmap, source=source, split=split, noun="column")

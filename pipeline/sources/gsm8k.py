@@ -10,6 +10,7 @@ from typing import Any
 from data_schemas import ContractError
 
 from ..readers import iter_jsonl
+from .hub import is_hub_dataset, iter_hub_records
 from .rows import make_question_row, require_field, require_path
 
 _CALC_NOTE = re.compile(r"<<[^<>]*>>")
@@ -60,10 +61,18 @@ def gsm8k_question(obj: Any, where: str, *, split: str, index: int, task: str = 
     )
 
 
-def gsm8k_questions(path: str | Path | None, *, split: str | None = None) -> Iterator[dict[str, Any]]:
-    """GSM8K jsonl (train.jsonl, test.jsonl, test_socratic.jsonl): gold after ``####``, the
+def gsm8k_questions(
+    path: str | Path | None, *, split: str | None = None, config: str = "main", revision: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """GSM8K jsonl (train.jsonl, test.jsonl, test_socratic.jsonl) or the hub data set
+    (``hf:openai/gsm8k``, ``config`` main or socratic, ``split`` default test): gold after ``####``, the
     reference rationale without that line and without ``<<...>>`` notes; id
-    ``gsm8k:<split>:<0-based line index>``."""
+    ``gsm8k:<split>:<0-based line index>`` (the hub's rows are the files' lines in order)."""
+    if is_hub_dataset(path):
+        split = split or "test"
+        for where, index, obj in iter_hub_records(str(path), config=config, split=split, revision=revision):
+            yield gsm8k_question(obj, where, split=split, index=index)
+        return
     path = require_path(path, "gsm8k")
     split = split or gsm8k_split(path)
     for line_no, obj in iter_jsonl(path):
