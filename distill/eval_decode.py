@@ -265,25 +265,15 @@ def evaluate_loop(
     tokenizer: Any,
     questions: Iterable[Mapping[str, Any]],
     *,
-    max_new_tokens: int = 256,
-    prompt_style: PromptStyle = "auto",
-    n: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    split: str | None = None,
-    progress: Progress | None = None,
     batch_size: int | None = None,  # accepted for a drop-in call; unused
-    vectorised: bool = True,
+    **options: Any,
 ) -> EvalResult:
     """:func:`evaluate_model` one prediction at a time (the reference the batched path must
-    match, and the baseline of the batched-vs-loop benchmark)."""
+    match, and the baseline of the batched-vs-loop benchmark); the same keyword options."""
     del batch_size
-    return _evaluate(
-        model, tokenizer, questions, batched=False, batch_size=1, max_new_tokens=max_new_tokens,
-        prompt_style=prompt_style, n=n, temperature=temperature, top_p=top_p, seed=seed, split=split,
-        progress=progress, vectorised=vectorised,
-    )  # fmt: skip
+    settings = {"max_new_tokens": 256, "prompt_style": "auto", "n": 1, "temperature": 0.0, "top_p": 1.0, "seed": 0,
+                "split": None, "progress": None, "vectorised": True, **options}  # fmt: skip
+    return _evaluate(model, tokenizer, questions, batched=False, batch_size=1, **settings)
 
 
 def evaluate_backend(
