@@ -1,0 +1,55 @@
+"""The scale benchmark (benchmarks/scale.py): its grid, its fits, and one real cell end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import scale
+from benchmarks.scale_runs import SIZES, build_model_and_tokenizer, build_questions
+
+
+def test_the_grid_covers_small_sizes_fully_and_the_largest_by_two_sweeps():
+    grid = {"sizes": ["1m", "100m"], "ks": [2, 8], "lengths": [256, 1024]}
+    assert scale.cells(grid, full_grid=False) == [
+        ("1m", 2, 256), ("1m", 2, 1024), ("1m", 8, 256), ("1m", 8, 1024), ("100m", 2, 256), ("100m", 8, 256),
+        ("100m", 2, 1024)]  # fmt: skip
+    assert len(scale.cells(grid, full_grid=True)) == 8
+
+
+def test_slope_is_the_exponent_of_a_power_law():
+    assert scale.slope([(2, 12.0), (4, 48.0), (8, 192.0)]) == pytest.approx(2.0)
+    assert scale.slope([(2, 5.0), (4, 5.0)]) == pytest.approx(0.0)
+    assert scale.slope([(2, 5.0)]) is None
+
+
+def test_the_sizes_are_the_advertised_parameter_counts():
+    for size, want in (("1m", 1e6), ("10m", 1e7)):
+        model, tokenizer = build_model_and_tokenizer(size)
+        params = sum(p.numel() for p in model.parameters())
+        assert want / 2 < params < want * 2 and len(tokenizer) == SIZES[size]["vocab_size"] == model.config.vocab_size
+    q = build_questions(2, 3, 64, 4096)
+    assert [len(v.samples[0]) for v in q[0].views] == [64, 64, 64]
+    spans = {tuple(v.samples[0][v.answer_starts[0] : v.answer_starts[0] + v.answer_lens[0]]) for v in q[0].views}
+    assert len(spans) == 1  # the answer span is the same tokens in every candidate of a question
+
+
+def test_one_cell_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(scale, "publish", lambda name, results, top, **kw: (tmp_path / "r.json").write_text(
+        json.dumps(results)) and 0)  # fmt: skip
+    argv = ["--quick", "--ks", "2", "--lengths", "64", "--configs", "all,mind", "--torch-threads", "1"]
+    assert scale.main(argv) == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    runs = {r["config"]: r for r in results["runs"]}
+    assert set(runs) == {"all", "mind"}
+    model, _ = build_model_and_tokenizer("1m")
+    for r in runs.values():
+        assert r["params"] == sum(p.numel() for p in model.parameters())
+        assert r["tokens_per_step"] == 1 * 2 * 64 and r["steps"] == 4 and len(r["periods_s"]) == 2
+        assert r["tokens_per_s"] == pytest.approx(r["tokens_per_step"] / r["step_s"], rel=1e-3)
+        assert r["train_mb"] == pytest.approx(r["vm_hwm_mb"] - r["vm_hwm_mb_before_train"], abs=1e-3)
+    (row,) = results["ratios"]["1m"]
+    assert row["mind_over_all"]["time"] == pytest.approx(runs["mind"]["step_s"] / runs["all"]["step_s"], rel=1e-3)
+    with pytest.raises(SystemExit):
+        scale.main(["--quick", "--configs", "nope"])
