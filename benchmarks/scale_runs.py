@@ -25,6 +25,9 @@ SIZES: dict[str, dict[str, int]] = {
             "intermediate_size": 768, "vocab_size": 16384},
     "100m": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "num_key_value_heads": 4,
              "intermediate_size": 2048, "vocab_size": 32000},
+    # Qwen2.5-1.5B's shape (config.json of the public model): the GPU script's student
+    "1.5b": {"hidden_size": 1536, "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2,
+             "intermediate_size": 8960, "vocab_size": 151936},
 }  # fmt: skip
 #: trainer configurations: ``sft`` = TRL's SFTTrainer, else MindConfig fields of a MindTrainer
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -83,8 +86,9 @@ def make_trainer(spec: dict[str, Any], out: Path) -> tuple[Any, int]:
     k, length, batch = spec["k"], spec["length"], spec["batch_questions"]
     steps = spec["warmup_steps"] + spec["measured_steps"]
     questions = build_questions(batch * steps, k, length, SIZES[spec["size"]]["vocab_size"])
+    cuda = spec.get("device", "cpu") == "cuda"  # a GPU trains in bf16, as users run it; the CPU in fp32
     common = dict(output_dir=str(out), max_steps=steps, learning_rate=1e-4, seed=SEED, max_length=length,
-                  gradient_checkpointing=True, bf16=False, use_cpu=True, report_to=[], save_strategy="no",
+                  gradient_checkpointing=True, bf16=cuda, use_cpu=not cuda, report_to=[], save_strategy="no",
                   logging_steps=10**9, disable_tqdm=True, dataloader_num_workers=0,
                   train_sampling_strategy="sequential")  # fmt: skip
     conf = CONFIGS[spec["config"]]
@@ -117,14 +121,25 @@ def child(spec_path: str, result_path: str) -> None:
     report_at_exit(result_path, lambda: state)
     spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(spec["torch_threads"])
+    if spec["config"] == "decode":
+        state.update(decode(spec))
+        return
     trainer, tokens = make_trainer(spec, Path(spec["tmp"]) / "out")
     ends: list[float] = []
+    flops: list[float] = []  # the MIND trainer's compute account after every step
+    mind = getattr(trainer, "mind", None)
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state_, control, **kwargs):  # noqa: ANN001
+            if spec.get("device") == "cuda":
+                torch.cuda.synchronize()
             ends.append(time.perf_counter())
+            flops.append(mind.flops if mind is not None else 0.0)
 
     trainer.add_callback(Clock())
+    cuda = spec.get("device", "cpu") == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     state["vm_hwm_mb_before_train"] = vm_hwm_mb()
     start = time.perf_counter()
     trainer.train()
@@ -137,3 +152,39 @@ def child(spec_path: str, result_path: str) -> None:
     )  # fmt: skip
     # what training adds to the process's peak (activations, gradients, optimizer state): the part that grows
     state["train_mb"] = state["vm_hwm_mb"] - state["vm_hwm_mb_before_train"]
+    state["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    # FLOPs of a measured step: the MIND trainer's account (6 N D trained + 2 N D forward-only), or 6 N D for SFT
+    measured = len(ends) - warm
+    state["flops_per_step"] = ((flops[-1] - flops[warm - 1]) / measured if mind is not None
+                               else 6.0 * state["params"] * tokens)  # fmt: skip
+
+
+def decode(spec: dict[str, Any]) -> dict[str, Any]:
+    """Batched greedy decoding (``distill.eval_decode.evaluate_model``, the evaluator's path) of
+    ``decode_questions`` random prompts of ``length // 8`` tokens, ``decode_new_tokens`` each."""
+    import torch
+
+    from distill.eval_decode import evaluate_model
+
+    model, tokenizer = build_model_and_tokenizer(spec["size"])
+    cuda = spec.get("device", "cpu") == "cuda"
+    model = model.to("cuda", dtype=torch.bfloat16) if cuda else model
+    g = torch.Generator().manual_seed(SEED)
+    vocab = SIZES[spec["size"]]["vocab_size"]
+    prompt = max(spec["length"] // 8, 8)
+    questions = [{"question": " ".join(f"t{i}" for i in torch.randint(4, vocab, (prompt,), generator=g).tolist()),
+                  "gold_answer": "1", "task": "arith", "question_id": f"q{n}"}
+                 for n in range(spec["decode_questions"])]  # fmt: skip
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    evaluate_model(model, tokenizer, questions[:2], batch_size=2, max_new_tokens=4, prompt_style="plain")  # warm-up
+    start = time.perf_counter()
+    result = evaluate_model(model, tokenizer, questions, batch_size=spec["decode_batch"],
+                            max_new_tokens=spec["decode_new_tokens"], prompt_style="plain")  # fmt: skip
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    generated = sum(r["num_tokens"] or 0 for r in result.rows)
+    return {"params": sum(p.numel() for p in model.parameters()), "decode_s": seconds, "generated_tokens": generated,
+            "decode_tokens_per_s": generated / seconds, "vm_hwm_mb": vm_hwm_mb(),
+            "cuda_max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}  # fmt: skip

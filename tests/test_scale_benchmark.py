@@ -53,3 +53,20 @@ def test_one_cell_end_to_end(tmp_path, monkeypatch, capsys):
     assert row["mind_over_all"]["time"] == pytest.approx(runs["mind"]["step_s"] / runs["all"]["step_s"], rel=1e-3)
     with pytest.raises(SystemExit):
         scale.main(["--quick", "--configs", "nope"])
+
+
+def test_the_gpu_script_dry_run(tmp_path, monkeypatch):
+    """The prepared GPU run's own code on the CPU (the 1M shape): MIND's FLOPs per step from its compute account."""
+    from benchmarks import gpu_scale
+
+    assert gpu_scale.peak_flops("NVIDIA H100 80GB HBM3") == 989e12 and gpu_scale.peak_flops("cpu") is None
+    monkeypatch.setattr(gpu_scale, "publish", lambda name, results, top, **kw: (tmp_path / "g.json").write_text(
+        json.dumps(results)) and 0)  # fmt: skip
+    assert gpu_scale.main(["--dry-run", "--configs", "mind"]) == 0
+    (run,) = json.loads((tmp_path / "g.json").read_text())["runs"]
+    spec = gpu_scale.RUNS["dry-run"]
+    tokens = spec["batch_questions"] * spec["k"] * spec["length"]
+    assert run["tokens_per_step"] == tokens and run["mfu"] is None
+    # every measured step trains every candidate (scoring shared): 6 x params x tokens
+    assert run["flops_per_step"] == pytest.approx(6 * run["params"] * tokens, rel=1e-6)
+    assert run["achieved_flops"] == pytest.approx(run["flops_per_step"] / run["step_s"], rel=1e-3)
