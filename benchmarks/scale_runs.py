@@ -88,7 +88,7 @@ def make_trainer(spec: dict[str, Any], out: Path) -> tuple[Any, int]:
     questions = build_questions(batch * steps, k, length, SIZES[spec["size"]]["vocab_size"])
     cuda = spec.get("device", "cpu") == "cuda"  # a GPU trains in bf16, as users run it; the CPU in fp32
     common = dict(output_dir=str(out), max_steps=steps, learning_rate=1e-4, seed=SEED, max_length=length,
-                  gradient_checkpointing=True, bf16=cuda, use_cpu=not cuda, report_to=[], save_strategy="no",
+                  activation_checkpointing=True, bf16=cuda, use_cpu=not cuda, report_to=[], save_strategy="no",
                   logging_steps=10**9, disable_tqdm=True, dataloader_num_workers=0,
                   train_sampling_strategy="sequential")  # fmt: skip
     conf = CONFIGS[spec["config"]]
@@ -113,13 +113,18 @@ def make_trainer(spec: dict[str, Any], out: Path) -> tuple[Any, int]:
 
 
 def child(spec_path: str, result_path: str) -> None:
-    """Train one configuration of one cell and record its step times and peak memory."""
+    """The child process: one measurement, written to ``result_path`` when the process exits (also after a
+    failure, with what was measured so far)."""
+    state: dict[str, Any] = {}
+    report_at_exit(result_path, lambda: state)
+    measure(json.loads(Path(spec_path).read_text()), state)
+
+
+def measure(spec: dict[str, Any], state: dict[str, Any]) -> None:
+    """Train one configuration of one cell (or decode) into ``state``: step times, tokens, memory, FLOPs."""
     import torch
     from transformers import TrainerCallback
 
-    state: dict[str, Any] = {}
-    report_at_exit(result_path, lambda: state)
-    spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(spec["torch_threads"])
     if spec["config"] == "decode":
         state.update(decode(spec))

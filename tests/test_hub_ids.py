@@ -40,9 +40,12 @@ def _offline(cache: Path, code: str) -> subprocess.CompletedProcess:
                           timeout=300)  # fmt: skip
 
 
-def test_a_student_by_hub_id_loads_offline_from_the_cache(hub_cache, tiny_lm_dirs):
+def test_a_student_by_hub_id_trains_and_evaluates_offline_from_the_cache(hub_cache, tiny_lm_dirs, tmp_path):
+    """One offline process: the student by id equals the folder's; pinned to the commit; distill.train's
+    loader and distill.evaluate take the id; an id missing from the cache fails in one line."""
+    preds = tmp_path / "preds.parquet"
     code = f"""
-import json, torch
+import contextlib, io, json, torch
 from distill.student import StudentLoadError, load_student
 by_id, tok = load_student({HUB_ID!r})
 by_folder, _ = load_student({str(tiny_lm_dirs["plain"])!r})
@@ -59,8 +62,15 @@ script, args = MindParser((MindScriptArguments, MindConfig)).parse_args_and_conf
     ["--model_name_or_path", {HUB_ID!r}, "--output_dir", "unused", "--use_cpu", "true"])
 trained, _, described = load_model(script, args)
 same = same and all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), by_folder.state_dict().values()))
+from distill.evaluate import main
+evaluate = ["--split", "test", "--num-questions", "2", "--max_new_tokens", "4", "--out", {str(preds)!r}, "--quiet"]
+out, err = io.StringIO(), io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code_ok = main(["--model", {HUB_ID!r}, *evaluate])
+    code_missing = main(["--model", "mind-test/not-cached", *evaluate])
 print(json.dumps({{"same": same, "vocab": len(tok), "pinned": pinned.config.vocab_size, "missing": missing,
-                  "described": described}}))
+                  "described": described, "codes": [code_ok, code_missing],
+                  "summary": json.loads(out.getvalue().strip().splitlines()[-1]), "err": err.getvalue()}}))
 """
     proc = _offline(hub_cache, code)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -68,22 +78,8 @@ print(json.dumps({{"same": same, "vocab": len(tok), "pinned": pinned.config.voca
     assert out["same"] is True and out["vocab"] == out["pinned"] and out["described"] == HUB_ID
     assert out["missing"].startswith("student tokenizer 'mind-test/not-cached' is not a local folder and not in the "
                                       "Hugging Face cache; HF_HUB_OFFLINE is set")  # fmt: skip
-
-
-def test_evaluate_takes_a_hub_id(hub_cache, tmp_path):
-    out = tmp_path / "preds.parquet"
-    code = f"""
-import sys
-from distill.evaluate import main
-sys.exit(main(["--model", {HUB_ID!r}, "--split", "test", "--num-questions", "2", "--max_new_tokens", "4",
-               "--out", {str(out)!r}, "--quiet"]))
-"""
-    proc = _offline(hub_cache, code)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["model"] == HUB_ID and summary["n"] == 2 and out.is_file()
-    missing = _offline(hub_cache, code.replace(HUB_ID, "mind-test/not-cached"))
-    assert missing.returncode == 2 and "'mind-test/not-cached' is not a local folder and not in the Hugging Face cache" in missing.stderr
+    assert out["codes"] == [0, 2] and out["summary"]["model"] == HUB_ID and out["summary"]["n"] == 2 and preds.is_file()
+    assert "'mind-test/not-cached' is not a local folder and not in the Hugging Face cache" in out["err"]
 
 
 def test_train_names_the_student_as_trl_does(tmp_path):
