@@ -14,6 +14,7 @@ import re
 import threading
 from fractions import Fraction
 from functools import lru_cache
+from typing import Any
 
 _REL_TOL = Fraction(1, 10**6)
 _ABS_TOL = Fraction(1, 10**9)
@@ -70,28 +71,26 @@ def _token_parts(token: str) -> tuple[bool, str, str | None]:
     return negative, num, den or None
 
 
-def token_value(m: re.Match[str]) -> Fraction | None:
-    """Exact value of a :data:`NUMBER_RE` match (None for a zero denominator)."""
+def _token_number(m: re.Match[str], number: Any) -> Any:
+    """The value of a match as ``number`` (Fraction or float) makes it; None for a zero denominator."""
     negative, num, den = _token_parts(m.group())
-    value = Fraction(num)
+    value = number(num)
     if den is not None:
-        divisor = Fraction(den)
+        divisor = number(den)
         if divisor == 0:
             return None
         value /= divisor
     return -value if negative else value
+
+
+def token_value(m: re.Match[str]) -> Fraction | None:
+    """Exact value of a :data:`NUMBER_RE` match (None for a zero denominator)."""
+    return _token_number(m, Fraction)
 
 
 def token_float(m: re.Match[str]) -> float | None:
     """Cheap float value of a match (to compare candidates); None for a zero denominator."""
-    negative, num, den = _token_parts(m.group())
-    value = float(num)
-    if den is not None:
-        divisor = float(den)
-        if divisor == 0:
-            return None
-        value /= divisor
-    return -value if negative else value
+    return _token_number(m, float)
 
 
 def format_number(value: Fraction | int) -> str:
