@@ -1,6 +1,11 @@
 """Synthesis benchmark: teacher batching, the pipeline around the teacher, verification, memory.
 
     python -m benchmarks.synthesis [--quick] [--keep-tmp]
+    python -m benchmarks.synthesis --task-runner thread,dask [--workers 1,2] [--latency-s 0.5] [--quick]
+
+The second form measures only the flow on several worker processes (:mod:`benchmarks.synthesis_runners`:
+1 and 2 workers of each runner, a cheap and a sleeping teacher, side by side in one run) and writes
+``benchmarks/results/synthesis_runners.json``; its headline is the 2-over-1-worker ratios.
 
 Run from the repository root. Progress goes to stderr; the full numbers go to
 ``benchmarks/results/synthesis.json`` (``synthesis.quick.json`` with ``--quick``, under a minute);
@@ -60,6 +65,7 @@ from benchmarks._common import (
     publish,
 )
 from benchmarks.synthesis_profile import bench_profile_shard
+from benchmarks.synthesis_runners import add_runner_arguments, runners_main
 
 if str(REPO_ROOT) not in sys.path:  # tests.tiny_models, when started from elsewhere
     sys.path.insert(0, str(REPO_ROOT))
@@ -434,8 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat (under a minute)")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch threads for the transformers part")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary folder (models, runs, logs)")
+    add_runner_arguments(parser)
     args = parser.parse_args(argv)
     quiet_libraries()
+    if args.task_runner:
+        return runners_main(parser, args)
     size = SIZES["quick" if args.quick else "full"]
     t_start = time.perf_counter()
     results: dict[str, Any] = {"benchmark": "synthesis", "quick": args.quick, "sizes": size,

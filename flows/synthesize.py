@@ -27,9 +27,11 @@ if __name__ == "__main__":  # the CLI: Prefect's server starts now, on another c
     start_early()
 
 import argparse
+import importlib
+import inspect
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,21 +67,37 @@ def synthesize_shard(
 
 
 def make_task_runner(cfg: SynthesisConfig) -> Any:
-    """Thread pool by default; Dask or Ray with the ``[dask]`` / ``[ray]`` extras."""
+    """Thread pool by default; Dask or Ray with the ``[dask]`` / ``[ray]`` extras. ``task_runner_options``
+    are the runner's own arguments (e.g. Dask's ``cluster_kwargs`` or ``address``); an unknown one fails
+    here, naming it and the known ones, before any work."""
     options = dict(cfg.task_runner_options)
     if cfg.task_runner == "thread":
+        _check_runner_options(ThreadPoolTaskRunner, options)
         return ThreadPoolTaskRunner(max_workers=options.get("max_workers", cfg.max_concurrency))
     module, cls, extra = {
         "dask": ("prefect_dask", "DaskTaskRunner", "dask"),
         "ray": ("prefect_ray", "RayTaskRunner", "ray"),
     }[cfg.task_runner]
     try:
-        runner_cls = getattr(__import__(module), cls)
+        runner_cls = getattr(importlib.import_module(module), cls)
     except ImportError:
         raise ContractError(
             "task_runner", f"{cfg.task_runner!r} needs the extra: pip install 'mind-distill[{extra}]'"
         ) from None
+    _check_runner_options(runner_cls, options)
     return runner_cls(**options)
+
+
+def _check_runner_options(runner_cls: type, options: dict[str, Any]) -> None:
+    """Fail on an option the runner's constructor does not take (``n_workers`` belongs in Dask's ``cluster_kwargs``)."""
+    known = [n for n, p in inspect.signature(runner_cls.__init__).parameters.items()
+             if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]  # fmt: skip
+    if unknown := sorted(set(options) - set(known)):
+        hint = " (a Dask cluster's size goes in cluster_kwargs, e.g. {cluster_kwargs: {n_workers: 2}})" if (
+            "n_workers" in unknown and "cluster_kwargs" in known) else ""  # fmt: skip
+        raise ContractError(
+            "task_runner_options", f"unknown option(s) {unknown} for {runner_cls.__name__}; known: {known}{hint}"
+        )
 
 
 def _progress_text(done: int, total_known: int | None, rows: int, skipped: int) -> str:
@@ -187,10 +205,12 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
     _warn_on_other_runner(cfg, logger)
     run_id = cfg.run_id()
     run_dir = Path(out) / run_id
-    for spec in cfg.teachers:  # fail on a bad teacher before any work (and load engines once)
-        cached_teacher(spec)
-    if cfg.judge.enabled:
-        cached_teacher(cfg.judge.teacher)  # type: ignore[arg-type]  # set when enabled
+    if cfg.task_runner == "thread":  # the shards run in this process: fail on a bad teacher before any work
+        for spec in cfg.teachers:
+            cached_teacher(spec)
+        if cfg.judge.enabled:
+            cached_teacher(cfg.judge.teacher)  # type: ignore[arg-type]  # set when enabled
+    # else each worker process builds its own teachers on its first shard (an engine here would hold a GPU for nothing)
     writer = RunWriter(run_dir, run_id, config={**cfg.identity(), "config": cfg.model_dump(mode="json")})
     done_before = {s.name for s in load_manifest(run_dir).shards}
     expected = cfg.expected_questions if cfg.source.kind == "synthetic" else None
@@ -222,6 +242,7 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
         "run_id": run_id, "run_dir": str(run_dir), "rows": manifest.rows, "shards": planned,
         "shards_written": len(results), "shards_skipped": skipped, "rows_written": sum(r.rows for r in results),
         "errors": errors, "seconds": time.perf_counter() - t0, "timing": timing, "groups": table,
+        "workers": dict(Counter(r.worker for r in results)), "teachers_built": sum(r.teachers_built for r in results),
         "judge": judge_table or None, "judge_total": judge["total"] if judge else None,
     }  # fmt: skip
 
@@ -296,6 +317,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         + (f"judge {t['judge_s']:.1f}s, " if summary.get("judge") else "")
         + f"write {t['write_s']:.1f}s)"
     )
+    if summary["shards_written"]:
+        console.print(f"shards ran in {len(summary['workers'])} process(es); teachers built: {summary['teachers_built']}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +40,8 @@ from pipeline.judge import JudgeItem, JudgeSpec, final_verdict, judge_items
 from pipeline.perspectives import Perspective, load_perspective_set, prompt_hash, render_messages, render_prompt
 from pipeline.sources import load_questions
 from pipeline.synthetic import PERSPECTIVES as SYNTHETIC_PERSPECTIVES
-from pipeline.teachers import Completion, GenerationRequest, SamplingConfig, TeacherBackend, TeacherSpec, cached_teacher
+from pipeline.teachers import (Completion, GenerationRequest, SamplingConfig, TeacherBackend, TeacherSpec,
+                               teacher_in_process)  # fmt: skip
 from pipeline.verify import task_kind, verify
 
 SYNTHETIC_SET = "synthetic"  # the reference teacher's own perspectives (no prompts)
@@ -270,12 +273,15 @@ class ShardResult:
     write_s: float = 0.0
     total_s: float = 0.0
     groups: dict[str, GroupStats] = field(default_factory=dict)  # "perspective\tteacher" -> stats
+    worker: str = ""  # "host:pid" of the process that ran the shard
+    teachers_built: int = 0  # teachers (and judges) this shard built in its process; 0 when it reused them
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "rows": self.rows, "skipped": self.skipped, "teacher_s": self.teacher_s,
             "verify_s": self.verify_s, "judge_s": self.judge_s, "write_s": self.write_s, "total_s": self.total_s,
-            "groups": {k: vars(v) for k, v in self.groups.items()},
+            "groups": {k: vars(v) for k, v in self.groups.items()}, "worker": self.worker,
+            "teachers_built": self.teachers_built,
         }  # fmt: skip
 
     @classmethod
@@ -344,7 +350,7 @@ def run_shard(
     """Generate, verify and write one shard (skipped if already finished)."""
     t0 = time.perf_counter()
     writer = RunWriter(run_dir, run_id, config=cfg.identity())
-    result = ShardResult(name=name)
+    result = ShardResult(name=name, worker=f"{socket.gethostname()}:{os.getpid()}")
     if writer.has_shard(name):
         result.skipped = True
         return result
@@ -353,7 +359,8 @@ def run_shard(
     cols: dict[str, list[Any]] = {f.name: [] for f in RATIONALE_SCHEMA}
     sampling = cfg.sampling
     for spec in cfg.teachers:
-        teacher = cached_teacher(spec)
+        teacher, built = teacher_in_process(spec)
+        result.teachers_built += built
         requests = build_requests(cfg, spec, questions, perspectives)
         t = time.perf_counter()
         completions = _generate(teacher, requests)
@@ -465,7 +472,8 @@ def _judge_shard(
         )
         for i in chosen
     ]  # fmt: skip
-    backend = cached_teacher(spec.teacher)  # type: ignore[arg-type]  # set when enabled
+    backend, built = teacher_in_process(spec.teacher)  # type: ignore[arg-type]  # set when enabled
+    result.teachers_built += built
     lock = _teacher_lock(backend)
     prompt = spec.load_prompt()
     if lock is None:

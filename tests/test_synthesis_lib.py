@@ -184,7 +184,7 @@ def test_run_id_changes_with_outputs(change: dict) -> None:
     "change",
     [
         {"max_concurrency": 16},
-        {"task_runner": "dask", "task_runner_options": {"n_workers": 2}},
+        {"task_runner": "dask", "task_runner_options": {"cluster_kwargs": {"n_workers": 2}}},
         {"task_retries": 0},
         {"teachers": [{"backend": "synthetic", "options": {"latency_s": 0.5}}]},
         {"perspectives": list(PERSPECTIVES)},  # the default, spelled out

@@ -32,6 +32,7 @@ __all__ = [
     "TeacherBackend",
     "TeacherSpec",
     "cached_teacher",
+    "teacher_in_process",
     "make_teacher",
 ]
 
@@ -122,8 +123,17 @@ _CACHE_LOCK = threading.Lock()
 
 def cached_teacher(spec: TeacherSpec) -> TeacherBackend:
     """One backend per spec per process: model engines load once and serve every shard task."""
+    return teacher_in_process(spec)[0]
+
+
+def teacher_in_process(spec: TeacherSpec) -> tuple[TeacherBackend, bool]:
+    """The process's backend of ``spec`` and whether this call built it (False: built earlier and reused).
+
+    Every shard task a worker process runs (a thread of the flow's process, a Dask or Ray worker) asks
+    here, so a model engine is built once per process, by the first shard that needs it."""
     key = json.dumps(spec.model_dump(), sort_keys=True, default=str)
     with _CACHE_LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = make_teacher(spec)
-        return _CACHE[key]
+        if key in _CACHE:
+            return _CACHE[key], False
+        _CACHE[key] = make_teacher(spec)
+        return _CACHE[key], True
