@@ -4,6 +4,7 @@ in which some views turn harmful, and every strategy on each of them.
     python -m benchmarks.interference [--config configs/interference/flaws.yaml] [--jobs 2] [--work runs/interference]
                                       [--worlds clean,flaw-0.6] [--strategies all,oracle] [--calibrate-only]
                                       [--force] [--report-only] [--quick] [--device cpu|cuda]
+                                      [--merge benchmarks/results/interference.json]
 
 One command, resumable like the quality benchmark (every finished run leaves ``result.json`` in a folder
 named by a hash of its settings; ``--report-only`` reports the runs finished so far). Steps:
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -356,6 +358,8 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, A
     parser.add_argument("--strategies", help="comma-separated strategies of the phase diagram (default: the config's)")
     parser.add_argument("--calibrate-only", action="store_true", help="stop after the calibration")
     parser.add_argument("--force", action="store_true", help="run the phase diagram even if the calibration gap is too small")
+    parser.add_argument("--merge", metavar="FILE", help="an earlier results file: keep its worlds this invocation does "
+                        "not report (benchmarks/interference_merge.py)")  # fmt: skip
     args = parser.parse_args(argv)
     check_device(parser, args)
     fam = load_family(args.config, quick=args.quick)
@@ -375,6 +379,7 @@ def _scope(spec: dict[str, Any], worlds: list[str], strategies: list[str]) -> tu
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.interference_merge import merge_results
     from benchmarks.interference_report import build_report, write_markdown
 
     args, fam, worlds, strategies = _parse_args(argv)
@@ -429,6 +434,10 @@ def main(argv: list[str] | None = None) -> int:
         "tuning": {"chosen": study.chosen, "runs": [_brief(r) for r in study.tuning]},
         **report,
     }
+    if args.merge:
+        results = merge_results(json.loads(Path(args.merge).read_text()), results)
+        min_gap = float(cal.get("min_gap", 0.0))
+        results["calibration_passed"] = all(g is not None and g >= min_gap for g in results["calibration_gap"].values())
     path = write_json(args.results, results) if args.results else write_results("interference", results, quick=args.quick)
     if not args.quick or args.docs != str(DOCS):
         write_markdown(results, Path(args.docs))
