@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--gpqa_path", default=None,
         help="--suite paper: your copy of the official GPQA-Diamond CSV (not shipped; without it GPQA is skipped)")
     add("--data_dir", default=None,
-        help="--suite: folder of the shared data (default: $MIND_SHARED_DATA)")
+        help="--suite: folder of the shared data (default: $MIND_SHARED_DATA; with neither, the public hub data sets)")
     add("--suite_source", action="append", type=_pair, default=[], metavar="NAME=KIND:PATH",
         help="--suite: another source for one member, e.g. SVAMP=mentor-kd:DATA/mentor_kd/svamp_test.json")
     add("--world_seed", type=int, default=None, help="synthetic world seed (default: the world's default, 0)")

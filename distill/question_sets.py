@@ -32,6 +32,7 @@ def load_split_questions(
     :func:`pipeline.sources.load_questions`; ``questions:DIR`` reads a stored questions run
     and keeps the rows of ``split``). Raises ``ValueError`` for an unknown split or source."""
     from pipeline.sources import load_questions
+    from pipeline.sources.hub import is_hub_dataset
 
     if num_questions is not None and num_questions < 0:
         raise ValueError(f"num_questions must be >= 0, got {num_questions}")
@@ -62,6 +63,6 @@ def load_split_questions(
             raise ValueError(f"no questions of split {split!r} in {path} (splits: {', '.join(have)})")
         return rows if num_questions is None else rows[:num_questions]
     rows_iter = load_questions(kind, path, **options)  # an unknown kind raises here (lazy rows)
-    if path is not None and not Path(path).exists():
+    if path is not None and not is_hub_dataset(path) and not Path(path).exists():
         raise ValueError(f"question file {path!r} does not exist")
     return list(rows_iter if num_questions is None else itertools.islice(rows_iter, num_questions))

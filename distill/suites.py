@@ -3,18 +3,22 @@
 ``paper`` is the MIND paper's evaluation (docs/evaluation.md): in-distribution MATH500, GSM8K, SVAMP;
 out-of-distribution CommonsenseQA, StrategyQA and GPQA-Diamond. Each member reads its questions
 with its :mod:`pipeline.sources` loader (which sets the task, hence the answer checker of
-:func:`pipeline.verify.verify`) from the shared data folder:
+:func:`pipeline.verify.verify`): from the data folder (``--data_dir`` or ``$MIND_SHARED_DATA``) when one is
+set, else from the public hub data set of each benchmark (``datasets.load_dataset``: the local cache,
+downloaded when the hub is reachable and ``HF_HUB_OFFLINE`` is not set):
 
-=============  =====  ==============  ==================================================
-member         group  source          file (under ``--data_dir``)
-=============  =====  ==============  ==================================================
-MATH500        id     math500         ``math500/test.jsonl`` (500; LaTeX answers, math-verify)
-GSM8K          id     gsm8k           ``gsm8k/test.jsonl`` (1,319)
-SVAMP          id     svamp           ``svamp/SVAMP.json`` (all 1,000 problems)
-CommonsenseQA  ood    commonsense_qa  ``mentor_kd/commonsense_qa_test.json`` (1,221; A-E)
-StrategyQA     ood    strategyqa      ``mentor_kd/strategy_qa_test.json`` (687; yes/no)
-GPQA-Diamond   ood    gpqa            the user's ``--gpqa_path`` CSV (not shipped; else skipped)
-=============  =====  ==============  ==================================================
+=============  =====  ==============  ======================================  ===================================
+member         group  source          file (under ``--data_dir``)             hub data set (no data folder)
+=============  =====  ==============  ======================================  ===================================
+MATH500        id     math500         ``math500/test.jsonl`` (500; LaTeX)     ``HuggingFaceH4/MATH-500`` test
+GSM8K          id     gsm8k           ``gsm8k/test.jsonl`` (1,319)            ``openai/gsm8k`` main, test
+SVAMP          id     svamp           ``svamp/SVAMP.json`` (all 1,000)        ``MU-NLPC/Calc-svamp`` default, test
+CommonsenseQA  ood    commonsense_qa  ``mentor_kd/commonsense_qa_test.json``  ``tau/commonsense_qa`` validation
+                                      (1,221; A-E)                            (the same 1,221)
+StrategyQA     ood    strategyqa      ``mentor_kd/strategy_qa_test.json``     ``ChilleD/StrategyQA`` test
+                                      (687; yes/no)
+GPQA-Diamond   ood    gpqa            the user's ``--gpqa_path`` CSV (gated on the hub: not shipped, else skipped)
+=============  =====  ==============  ======================================  ===================================
 
 SVAMP is the full SVAMP.json (our choice; the paper's split is not known). A student trained on
 the mentor-kd SVAMP rationales (651 of those problems) should be evaluated on their held-out
@@ -34,6 +38,7 @@ from typing import Any, Literal
 
 from distill.eval_records import EvalResult, write_predictions
 from distill.question_sets import load_split_questions
+from pipeline.sources.hub import HUB_PREFIX
 
 __all__ = [
     "SUITES",
@@ -49,27 +54,39 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class HubSet:
+    """A public data set on the Hugging Face hub: id, config and split (``datasets.load_dataset``)."""
+
+    id: str
+    split: str
+    config: str | None = None
+
+
+@dataclass(frozen=True)
 class SuiteMember:
-    """One question set of a suite: its source kind and file (relative to the data folder;
-    ``None`` for a file the user must give with ``path_flag``)."""
+    """One question set of a suite: its source kind, its file (relative to the data folder; ``None`` for
+    a file the user must give with ``path_flag``) and the public hub data set read when no data folder is set."""
 
     name: str
     group: Literal["id", "ood"]
     kind: str
     path: str | None
     path_flag: str | None = None
+    hub: HubSet | None = None
 
 
 SUITES: dict[str, tuple[SuiteMember, ...]] = {
     "paper": (
-        SuiteMember("MATH500", "id", "math500", "math500/test.jsonl"),
-        SuiteMember("GSM8K", "id", "gsm8k", "gsm8k/test.jsonl"),
-        SuiteMember("SVAMP", "id", "svamp", "svamp/SVAMP.json"),
-        SuiteMember("CommonsenseQA", "ood", "commonsense_qa", "mentor_kd/commonsense_qa_test.json"),
-        SuiteMember("StrategyQA", "ood", "strategyqa", "mentor_kd/strategy_qa_test.json"),
-        SuiteMember("GPQA-Diamond", "ood", "gpqa", None, path_flag="--gpqa_path"),
+        SuiteMember("MATH500", "id", "math500", "math500/test.jsonl", hub=HubSet("HuggingFaceH4/MATH-500", "test")),
+        SuiteMember("GSM8K", "id", "gsm8k", "gsm8k/test.jsonl", hub=HubSet("openai/gsm8k", "test", "main")),
+        SuiteMember("SVAMP", "id", "svamp", "svamp/SVAMP.json", hub=HubSet("MU-NLPC/Calc-svamp", "test", "default")),
+        SuiteMember("CommonsenseQA", "ood", "commonsense_qa", "mentor_kd/commonsense_qa_test.json",
+                    hub=HubSet("tau/commonsense_qa", "validation")),
+        SuiteMember("StrategyQA", "ood", "strategyqa", "mentor_kd/strategy_qa_test.json",
+                    hub=HubSet("ChilleD/StrategyQA", "test")),
+        SuiteMember("GPQA-Diamond", "ood", "gpqa", None, path_flag="--gpqa_path"),  # gated on the hub: a file
     ),
-}
+}  # fmt: skip
 
 
 @dataclass
@@ -79,6 +96,7 @@ class PlannedMember:
     member: SuiteMember
     source: str | None
     skipped: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the reader's (a hub data set's config and split)
     questions: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
@@ -127,7 +145,11 @@ def plan_suite(
                 raise ValueError(f"{m.path_flag} {str(path)!r}: {'a folder' if path.is_dir() else 'no such file'}")
         else:
             if root is None:
-                raise ValueError(f"{m.name}: no data folder: pass --data_dir or set MIND_SHARED_DATA")
+                if m.hub is None:
+                    raise ValueError(f"{m.name}: no data folder: pass --data_dir or set MIND_SHARED_DATA")
+                hub = {"split": m.hub.split} | ({"config": m.hub.config} if m.hub.config else {})
+                plan.append(PlannedMember(m, f"{m.kind}:{HUB_PREFIX}{m.hub.id}", options=hub))
+                continue
             path = root / m.path
             if not path.is_file():
                 raise ValueError(f"{m.name}: {str(path)!r} does not exist (set --data_dir or MIND_SHARED_DATA)")
@@ -139,7 +161,7 @@ def load_suite_questions(plan: Sequence[PlannedMember], *, limit: int | None = N
     """Load each planned member's questions (the first ``limit`` of each) into ``questions``."""
     for pm in plan:
         if pm.source is not None:
-            pm.questions = load_split_questions(pm.name, source=pm.source, num_questions=limit)
+            pm.questions = load_split_questions(pm.name, source=pm.source, num_questions=limit, options=pm.options)
             if not pm.questions:
                 raise ValueError(f"{pm.name}: no questions in {pm.source}")
 

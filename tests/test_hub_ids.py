@@ -104,9 +104,11 @@ def test_train_names_the_student_as_trl_does(tmp_path):
 def _cache_dataset(cache: Path, dataset_id: str, config: str, splits: dict[str, Path]) -> None:
     """Prepare ``dataset_id`` (``config``) in a ``datasets`` cache as ``load_dataset`` leaves it after a
     download (``ORG___NAME/CONFIG/0.0.0/COMMIT/NAME-SPLIT.arrow`` + ``dataset_info.json``), from local files."""
+    from datasets.naming import camelcase_to_snakecase
     from datasets.packaged_modules.json.json import Json
 
     org, name = dataset_id.split("/")
+    name = camelcase_to_snakecase(name)  # as the cache names it: ChilleD___strategy_qa
     builder = Json(cache_dir=str(cache / "build"), dataset_name=f"{org}___{name}", config_name=config, hash=COMMIT,
                    data_files={s: str(p) for s, p in splits.items()})  # fmt: skip
     builder.download_and_prepare()
@@ -114,8 +116,10 @@ def _cache_dataset(cache: Path, dataset_id: str, config: str, splits: dict[str, 
     target = cache / f"{org}___{name}" / config / "0.0.0" / COMMIT
     target.mkdir(parents=True)
     for f in built.iterdir():
-        if f.suffix in (".arrow", ".json"):
-            shutil.copy(f, target / f.name.replace(f"{org}___{name}-", f"{name}-"))
+        if f.suffix == ".json":
+            shutil.copy(f, target / f.name)
+        elif f.suffix == ".arrow":  # BUILDER-SPLIT.arrow -> NAME-SPLIT.arrow
+            shutil.copy(f, target / f"{name}-{f.name.rsplit('-', 1)[1]}")
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +159,57 @@ print(json.dumps({{"same": hub == local, "ids": [r["question_id"] for r in hub],
     assert out["arith"] == [[f"a{i}", str(2 * i), "arith"] for i in range(4)]
     assert out["missing"] == ("hub data set 'mind-test/absent', split 'test' is not in the local datasets cache; "
                               "HF_HUB_OFFLINE is set, so nothing is downloaded")  # fmt: skip
+
+
+def _jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_the_paper_suite_reads_the_public_hub_data_sets_when_no_data_folder_is_set(shared_data, tmp_path):
+    """Each member's hub data set (its real id, in its hub layout, built here from the shared files' first
+    rows) gives the questions and gold answers of the member's local file, offline, with no data folder."""
+    n = 6
+    math = [json.loads(x) for x in (shared_data / "math500" / "test.jsonl").read_text().splitlines()[:n]]
+    gsm = [json.loads(x) for x in (shared_data / "gsm8k" / "test.jsonl").read_text().splitlines()[:n]]
+    svamp = json.loads((shared_data / "svamp" / "SVAMP.json").read_text())[:n]
+    csqa = json.loads((shared_data / "mentor_kd" / "commonsense_qa_test.json").read_text())[:n]
+    sqa = json.loads((shared_data / "mentor_kd" / "strategy_qa_test.json").read_text())[:n]
+
+    def tau(i: int, r: dict) -> dict:  # back from mentor-kd's rendering to tau/commonsense_qa's fields
+        stem, options = r["input"].split(" Answer Choices:\n")
+        pairs = [line.split(". ", 1) for line in options.strip().splitlines()]
+        return {"id": f"q{i}", "question": stem, "question_concept": "c", "answerKey": r["answer"],
+                "choices": {"label": [p[0] for p in pairs], "text": [p[1] for p in pairs]}}  # fmt: skip
+
+    cache = tmp_path / "ds-cache"
+    for dataset_id, config, split, records in [
+        ("HuggingFaceH4/MATH-500", "default", "test", math),
+        ("openai/gsm8k", "main", "test", gsm),
+        ("MU-NLPC/Calc-svamp", "default", "test", [{"id": r["ID"], "question": f"{r['Body']} {r['Question']}",
+            "result": f"{r['Answer']:g}", "equation": r["Equation"], "problem_type": r["Type"]} for r in svamp]),
+        ("tau/commonsense_qa", "default", "validation", [tau(i, r) for i, r in enumerate(csqa)]),
+        ("ChilleD/StrategyQA", "default", "test", [{"qid": f"s{i}", "question": r["input"], "answer": r["answer"] == "Yes"}
+                                                   for i, r in enumerate(sqa)]),
+    ]:  # fmt: skip
+        _cache_dataset(cache, dataset_id, config, {split: _jsonl(tmp_path / f"{dataset_id.replace('/', '_')}.jsonl", records)})
+    code = f"""
+import json
+from distill.suites import load_suite_questions, plan_suite
+hub, local = plan_suite("paper"), plan_suite("paper", data_dir={str(shared_data)!r})
+load_suite_questions(hub, limit={n})
+load_suite_questions(local, limit={n})
+print(json.dumps({{h.name: [[[q["question_id"], q["question"], q["gold_answer"], q["task"]] for q in x.questions]
+                           for x in (h, l)] for h, l in zip(hub, local)}}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "MIND_SHARED_DATA"}
+    env |= {"HF_DATASETS_CACHE": str(cache), "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ("MATH500", "GSM8K", "SVAMP", "CommonsenseQA", "StrategyQA"):
+        hub, local = out[name]
+        assert len(hub) == len(local) == n, name
+        same_ids = name in ("MATH500", "GSM8K", "SVAMP")  # CommonsenseQA and StrategyQA: the hub's own ids
+        assert [q[int(not same_ids):] for q in hub] == [q[int(not same_ids):] for q in local], name
+    assert out["GPQA-Diamond"] == [[], []]

@@ -296,7 +296,7 @@ def test_math500_level_text_and_duplicates(tmp_path):
     assert next(rows)["question_id"] == "math500:u1"
     with pytest.raises(ContractError) as exc:
         next(rows)
-    assert exc.value.where == f"{p}:3" and "duplicate unique_id 'u0' (first at line 1)" in exc.value.reason
+    assert exc.value.where == f"{p}:3" and f"duplicate unique_id 'u0' (first at {p}:1)" in exc.value.reason
     with pytest.raises(ContractError, match="cannot read file"):
         list(load_questions("math500", tmp_path / "missing.jsonl"))
 

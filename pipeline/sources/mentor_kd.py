@@ -12,6 +12,8 @@ from typing import Any
 from data_schemas import ContractError
 
 from ..readers import iter_json_array
+from .hub import is_hub_dataset
+from .qa_hub import commonsense_qa_hub, strategyqa_hub
 from .rows import data_file, make_question_row, require_field, require_path
 
 MENTOR_KD_TASKS: dict[str, str] = {
@@ -176,16 +178,27 @@ def _mentor_kd_dataset_questions(
     yield from mentor_kd_questions(path)
 
 
-def commonsense_qa_questions(path: str | Path | None) -> Iterator[dict[str, Any]]:
+def commonsense_qa_questions(path: str | Path | None, *, split: str = "validation", config: str | None = None,
+                             revision: str | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
     """CommonsenseQA from the mentor-kd files: ``commonsense_qa_test.json`` (1,221 questions) or
     the folder holding it. Five options ``A.`` .. ``E.`` in the question text after ``Answer
     Choices:``, gold an option letter (task ``commonsense_qa``, kind choice). Ids as the
-    ``mentor-kd`` source: ``mentor_kd/commonsense_qa_test:<index>``."""
+    ``mentor-kd`` source: ``mentor_kd/commonsense_qa_test:<index>``. Or the hub data set
+    (``hf:tau/commonsense_qa``, split ``validation``: the same 1,221 questions, written the same way;
+    :mod:`pipeline.sources.qa_hub`)."""
+    if is_hub_dataset(path):
+        yield from commonsense_qa_hub(str(path), split=split, config=config, revision=revision)
+        return
     yield from _mentor_kd_dataset_questions(path, kind="commonsense_qa", dataset="commonsense_qa")
 
 
-def strategyqa_questions(path: str | Path | None) -> Iterator[dict[str, Any]]:
+def strategyqa_questions(path: str | Path | None, *, split: str = "test", config: str | None = None,
+                         revision: str | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
     """StrategyQA from the mentor-kd files: ``strategy_qa_test.json`` (687 questions) or the
     folder holding it (a ``strategy_qa_3_train.json`` works too). Gold yes/no (task
-    ``strategyqa``). Ids as the ``mentor-kd`` source: ``mentor_kd/strategy_qa_test:<index>``."""
+    ``strategyqa``). Ids as the ``mentor-kd`` source: ``mentor_kd/strategy_qa_test:<index>``. Or the hub
+    data set (``hf:ChilleD/StrategyQA``, split ``test``: 687 questions; :mod:`pipeline.sources.qa_hub`)."""
+    if is_hub_dataset(path):
+        yield from strategyqa_hub(str(path), split=split, config=config, revision=revision)
+        return
     yield from _mentor_kd_dataset_questions(path, kind="strategyqa", dataset="strategy_qa")
