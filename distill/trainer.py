@@ -48,6 +48,7 @@ from distill.data import CandidateCollator, CandidateStore
 from distill.grad_share import gradient_shares
 from distill.losses import RowOutputs, answer_consistency, causal_lm, student_forward
 from distill.run_record import MindState
+from distill.sharding import refuse_sharding
 from distill.strategies import CONSISTENT, Plan, Scored, StepBatch, build_strategy
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ class MindTrainer(SFTTrainer):
             callbacks=callbacks,
             **kwargs,
         )
+        refuse_sharding(self.accelerator)  # before any step: FSDP/DeepSpeed are not supported (distill/sharding.py)
         self.add_callback(_MindCallback(self))
         use_compact_logs(self)  # one line per logging step, not a dict of ~40 metrics (distill/console.py)
         # the loss is normalised by the questions of the whole accumulation window (our own count)

@@ -41,6 +41,7 @@ from tests.trainer_fixtures import trainer_assets  # noqa: F401  (session fixtur
 pytestmark = pytest.mark.slow
 
 STRATEGIES = ("mind", "mcc_kd")
+ACCELERATE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "ddp_cpu.yaml"
 GLOBAL_BATCH = 4
 MAX_STEPS = 6
 TIMEOUT_S = 120
@@ -156,8 +157,7 @@ def runs(trainer_assets, tmp_path_factory) -> Path:  # noqa: F811
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
     }  # fmt: skip
     launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),  # the shipped file
         "--main_process_port", str(_free_port()), str(driver), str(root / "argv2.json"),
     ]  # fmt: skip
     one = _start([sys.executable, str(driver), str(root / "argv1.json")], env, root / "p1.log")
