@@ -54,7 +54,7 @@ from pipeline.synthesis import (
     load_config,
     run_shard,
 )
-from pipeline.teachers import cached_teacher
+from pipeline.teachers import teacher_in_process
 
 
 @task(name="synthesize-shard", cache_policy=NO_CACHE, persist_result=False, retry_delay_seconds=[2, 10, 30])
@@ -205,11 +205,10 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
     _warn_on_other_runner(cfg, logger)
     run_id = cfg.run_id()
     run_dir = Path(out) / run_id
+    built_here = 0
     if cfg.task_runner == "thread":  # the shards run in this process: fail on a bad teacher before any work
-        for spec in cfg.teachers:
-            cached_teacher(spec)
-        if cfg.judge.enabled:
-            cached_teacher(cfg.judge.teacher)  # type: ignore[arg-type]  # set when enabled
+        specs = [*cfg.teachers, *([cfg.judge.teacher] if cfg.judge.enabled else [])]
+        built_here = sum(teacher_in_process(spec)[1] for spec in specs)  # type: ignore[arg-type]  # set when enabled
     # else each worker process builds its own teachers on its first shard (an engine here would hold a GPU for nothing)
     writer = RunWriter(run_dir, run_id, config={**cfg.identity(), "config": cfg.model_dump(mode="json")})
     done_before = {s.name for s in load_manifest(run_dir).shards}
@@ -242,7 +241,8 @@ def run_synthesis(cfg: SynthesisConfig, out: str | Path) -> dict[str, Any]:
         "run_id": run_id, "run_dir": str(run_dir), "rows": manifest.rows, "shards": planned,
         "shards_written": len(results), "shards_skipped": skipped, "rows_written": sum(r.rows for r in results),
         "errors": errors, "seconds": time.perf_counter() - t0, "timing": timing, "groups": table,
-        "workers": dict(Counter(r.worker for r in results)), "teachers_built": sum(r.teachers_built for r in results),
+        "workers": dict(Counter(r.worker for r in results)),
+        "teachers_built": built_here + sum(r.teachers_built for r in results),  # this call's, in every process
         "judge": judge_table or None, "judge_total": judge["total"] if judge else None,
     }  # fmt: skip
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -153,3 +154,13 @@ def test_an_option_the_runner_does_not_take_fails_naming_it(runner: str, options
     with pytest.raises(ContractError, match="task_runner_options") as err:
         synth_flow.make_task_runner(cfg)
     assert sorted(options)[0] in str(err.value) and named in str(err.value)
+
+
+def test_a_thread_run_builds_its_teacher_once_in_the_flows_process(tmp_path: Path) -> None:
+    from pipeline.teachers import _CACHE
+
+    _CACHE.clear()  # a fresh process's state: no teacher built yet
+    first = synth_flow.run(str(tmp_path / "a"), num_questions=40, shard_size=10)
+    again = synth_flow.run(str(tmp_path / "b"), num_questions=40, shard_size=10, seed=1)
+    assert (first["teachers_built"], again["teachers_built"]) == (1, 0)  # reused by the next run of the process
+    assert first["workers"] == {f"{socket.gethostname()}:{os.getpid()}": 4}  # 4 shards, all in this process
