@@ -35,9 +35,11 @@ def merge_results(prior: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     out = dict(new)
     for key in RECORDS:
         out[key] = [r for r in prior.get(key) or [] if r["world"] in kept] + list(new.get(key) or [])
+    order = {w: i for i, w in enumerate(new.get("worlds") or {})}  # the family's order (by flaw rate)
     for key in PER_WORLD:
-        out[key] = {**{w: v for w, v in (prior.get(key) or {}).items() if w in kept},
-                    **{w: v for w, v in (new.get(key) or {}).items() if w not in kept}}  # e.g. a gap of None: not run
+        both = {**{w: v for w, v in (prior.get(key) or {}).items() if w in kept},
+                **{w: v for w, v in (new.get(key) or {}).items() if w not in kept}}  # e.g. a gap of None: not run
+        out[key] = dict(sorted(both.items(), key=lambda item: order.get(item[0], len(order))))
     tuning_prior, tuning_new = prior.get("tuning") or {}, new.get("tuning") or {}
     chosen = {w: v for w, v in (tuning_prior.get("chosen") or {}).items() if w in kept}
     chosen |= {w: v for w, v in (tuning_new.get("chosen") or {}).items() if w in mine or w not in chosen}

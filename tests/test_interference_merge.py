@@ -12,6 +12,7 @@ def _results(worlds: dict[str, float], tag: str, config: str = "configs/interfer
             for w, x in worlds.items() for s in ("all", "mind")]  # fmt: skip
     return {
         "config_file": config, "noisy_views": ["socratic", "verbose"], "machine": {"tag": tag}, "wall_seconds": 10.0,
+        "worlds": {"clean": {}, "flaw-0.3": {}, "flaw-0.55": {}, "flaw-0.8": {}},
         "runs": runs, "calibration": [{"world": w, "strategy": "oracle", "tag": tag} for w in worlds if w == "flaw-0.8"],
         "phase": {w: {"flaw_rate": x, "tag": tag} for w, x in worlds.items()},
         "headline": {w: {"mind": {"minus_all": x}} for w, x in worlds.items()},
@@ -28,7 +29,7 @@ def test_worlds_of_the_earlier_file_are_kept_and_shared_worlds_come_from_the_new
     prior["calibration_gap"] = {"clean": 0.5}
     merged = merge_results(prior, new)
     assert merged["calibration_gap"] == {"clean": 0.5}
-    assert set(merged["phase"]) == {"clean", "flaw-0.3", "flaw-0.8"}
+    assert list(merged["phase"]) == ["clean", "flaw-0.3", "flaw-0.8"]  # the family's order, not the merge's
     assert merged["phase"]["clean"]["tag"] == "old"
     assert merged["phase"]["flaw-0.8"]["tag"] == merged["phase"]["flaw-0.3"]["tag"] == "new"  # never mixed
     by_world = {(r["world"], r["tag"]) for r in merged["runs"]}
