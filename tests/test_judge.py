@@ -92,19 +92,19 @@ class ScriptedJudge(TeacherBackend):
 
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch) -> ScriptedJudge:
-    """``cached_teacher`` of synthesis (and of the flow) gives the scripted teacher and judge by name."""
+    """``teacher_in_process`` of synthesis (and of the flow) gives the scripted teacher and judge by name."""
     judge = ScriptedJudge()
     teacher = ScriptedTeacher()
-    real = synthesis_mod.cached_teacher
+    real = synthesis_mod.teacher_in_process
 
     def fake(spec):  # noqa: ANN001, ANN202
         by_name = {"scripted": teacher, "/nonexistent/scripted": teacher, "fake-judge": judge, "fake": judge}
-        return by_name.get(spec.teacher_name) or real(spec)
+        return (by_name[spec.teacher_name], False) if spec.teacher_name in by_name else real(spec)
 
-    monkeypatch.setattr(synthesis_mod, "cached_teacher", fake)
+    monkeypatch.setattr(synthesis_mod, "teacher_in_process", fake)
     import flows.synthesize as flow_mod
 
-    monkeypatch.setattr(flow_mod, "cached_teacher", fake)
+    monkeypatch.setattr(flow_mod, "teacher_in_process", fake)
     return judge
 
 

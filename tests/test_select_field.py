@@ -45,10 +45,11 @@ def math_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tup
         "perspectives": ["stepwise"], "teachers": [SCRIPTED_TEACHER], "sampling": {"temperature": 0.0, "max_tokens": 16},
     })  # fmt: skip
     teacher = RightTeacher()
-    real = synthesis_mod.cached_teacher
+    real = synthesis_mod.teacher_in_process
     run_dir = tmp_path_factory.mktemp("math") / cfg.run_id()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(synthesis_mod, "cached_teacher", lambda spec: teacher if spec.name == "scripted-math" else real(spec))
+        mp.setattr(synthesis_mod, "teacher_in_process",
+                   lambda spec: (teacher, False) if spec.name == "scripted-math" else real(spec))  # fmt: skip
         for name, qs in iter_question_shards(cfg):
             run_shard(cfg, run_dir, cfg.run_id(), name, qs)
     questions = list(load_questions("math500", shared_data / "math500"))[:N]
