@@ -58,7 +58,7 @@ import yaml
 
 from benchmarks._common import (QUIET_ENV, REPO_ROOT, check_device, emit, machine_info, make_progress, rnd,
                                 run_benchmark_parser, write_json, write_results)  # fmt: skip
-from benchmarks.quality_data import Regime, digest, prepare_regimes
+from benchmarks.quality_data import Regime, digest, prepare_regimes, student_digest
 from benchmarks.quality_report import SPLITS, build_report, busy_wall_seconds, write_markdown
 from data_schemas.run_files import MIND_SUMMARY, STAGE0
 from distill.strategies import STRATEGIES
@@ -193,8 +193,9 @@ class Run:
     args: dict[str, Any]  # distill.train fields (MindConfig + MindScriptArguments), output_dir excluded
     folder: Path = dataclasses.field(init=False)
 
-    def __post_init__(self) -> None:
-        self.key = digest(self.args, 12)
+    def __post_init__(self) -> None:  # the student by its weights, not only its path
+        weights = student_digest(self.args["student"]) if self.args.get("student") else None
+        self.key = digest({**self.args, "student_weights": weights}, 12)
 
     def place(self, work: Path) -> Run:
         self.folder = work / "runs" / f"{self.regime}-{self.strategy}-s{self.seed}-{self.key}"

@@ -9,6 +9,7 @@ are no-ops when already written.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -24,6 +25,21 @@ from benchmarks._common import QUIET_ENV, REPO_ROOT
 
 def digest(obj: Any, length: int = 10) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a rewritten file is read again
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def student_digest(folder: str | Path) -> str:
+    """A digest of a student folder's config and weights: a run's key names the student by content, so a
+    rebuilt student with other weights never reuses runs of the earlier one ("missing" if there are none)."""
+    files = sorted(p for p in Path(folder).glob("*") if p.suffix in (".json", ".safetensors", ".bin") and p.is_file())
+    if not any(p.suffix in (".safetensors", ".bin") for p in files):
+        return "missing"
+    return digest({p.name: _file_sha256(str(p), (st := p.stat()).st_size, st.st_mtime_ns) for p in files}, 16)
 
 
 @dataclasses.dataclass

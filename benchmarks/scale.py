@@ -11,6 +11,7 @@ smallest K) unless ``--full-grid``. ``--quick``: 1M only, short sequences, for C
 
     python -m benchmarks.scale                 # results in benchmarks/results/scale.json
     python -m benchmarks.scale --quick         # seconds; results in scale.quick.json
+    python -m benchmarks.scale --report-only   # redraw docs/img/scale-growth.png from scale.json
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import machine_info, make_progress, publish, rnd, run_child
+from benchmarks._common import REPO_ROOT, RESULTS_DIR, machine_info, make_progress, publish, rnd, run_child
+from benchmarks.scale_report import plot_growth, ratio_table
 from benchmarks.scale_runs import CONFIGS, SIZES, child
+
+FIGURE = REPO_ROOT / "docs" / "img" / "scale-growth.png"
 
 GRIDS: dict[str, dict[str, Any]] = {
     "full": {"sizes": ["1m", "10m", "100m"], "ks": [2, 4, 8], "lengths": [256, 512, 1024], "batch_questions": 1,
@@ -140,7 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", help=f"comma-separated sizes (default: the grid's; known: {', '.join(SIZES)})")
     parser.add_argument("--configs", help=f"comma-separated configurations (default all: {', '.join(CONFIGS)})")
     parser.add_argument("--torch-threads", type=int, default=2, help="torch threads per child (default 2)")
+    parser.add_argument("--figure", default=str(FIGURE), help="the growth figure (full runs; default docs/img/scale-growth.png)")
+    parser.add_argument("--report-only", action="store_true", help="measure nothing: redraw the figure from scale.json")
     args = parser.parse_args(argv)
+    if args.report_only:
+        return report_only(RESULTS_DIR / "scale.json", Path(args.figure))
     grid = dict(GRIDS["quick" if args.quick else "full"])
     if args.sizes:
         grid["sizes"] = [s.strip() for s in args.sizes.split(",") if s.strip()]
@@ -174,7 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     top = rnd(headline(runs, grid))
     results["headline"] = top
+    if not args.quick:
+        plot_growth(results, Path(args.figure))
     return publish("scale", results, top, quick=args.quick, t_start=t_start)
+
+
+def report_only(path: Path, figure: Path) -> int:
+    """Redraw the growth figure and print the ratio table of the largest size from a finished run."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: no results (run `python -m benchmarks.scale` first)")
+    results = json.loads(path.read_text())
+    print(f"figure: {plot_growth(results, figure)}", file=sys.stderr)
+    print(ratio_table(results, results["grid"]["sizes"][-1]))
+    return 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ the report, and resumption (a second invocation trains nothing)."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import yaml
@@ -160,6 +161,34 @@ def test_quality_config_errors(tmp_path):
     bad.write_text(yaml.safe_dump({"world": {}}))
     with pytest.raises(SystemExit, match="missing key 'synthesis'"):
         quality.load_config(bad)
+
+
+def test_a_run_key_names_the_student_by_its_weights(tmp_path):
+    """A rebuilt student with other weights at the same path gets new run keys: no cached run of the
+    earlier student is reused."""
+    cfg = {"train": {"learning_rate": 1e-3}, "variants": {}}
+    regime = Regime("full", tmp_path / "data", tmp_path / "val", {"max_steps": 7})
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "config.json").write_text("{}")
+    weights = student / "model.safetensors"
+    stamps = iter(range(1, 10))
+
+    def rewrite(data: bytes) -> None:  # a distinct mtime, as a rebuild minutes later has (hashes are cached by stat)
+        weights.write_bytes(data)
+        os.utime(weights, ns=(next(stamps) * 10**9,) * 2)
+
+    def key() -> str:
+        return quality.make_run(cfg, regime, student, "final", "all", 0).key
+
+    rewrite(b"weights-1")
+
+    first = key()
+    assert key() == first  # the same weights: the same key
+    rewrite(b"weights-2")
+    assert key() != first
+    rewrite(b"weights-1")
+    assert key() == first
 
 
 def test_quality_variants_map_to_their_strategy(tmp_path):

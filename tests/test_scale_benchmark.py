@@ -96,3 +96,18 @@ def test_the_gpu_script_dry_run(tmp_path, monkeypatch):
     # every measured step trains every candidate (scoring shared): 6 x params x tokens
     assert run["flops_per_step"] == pytest.approx(6 * run["params"] * tokens, rel=1e-6)
     assert run["achieved_flops"] == pytest.approx(run["flops_per_step"] / run["step_s"], rel=1e-3)
+
+
+def test_growth_figure_and_ratio_table(tmp_path):
+    from benchmarks.scale_report import plot_growth, ratio_table, sweep_points
+
+    grid = {"sizes": ["1m", "10m"], "ks": [2, 4], "lengths": [64, 128]}
+    runs = [{"size": s, "k": k, "length": n, "config": c, "params": p, "step_s": k * n * p * (1.2 if c == "mind" else 1.0) / 1e9,
+             "train_mb": 10.0 * k * n, "vm_hwm_mb": 100.0 + 10.0 * k * n}
+            for s, p in (("1m", 1e6), ("10m", 1e7)) for k in (2, 4) for n in (64, 128) for c in ("all", "mind", "sft")]  # fmt: skip
+    assert [x for x, _, _ in sweep_points(runs, grid, "k", "all")] == [2, 4]  # at the largest size, shortest length
+    assert [x for x, _, _ in sweep_points(runs, grid, "params", "mind")] == [1e6, 1e7]
+    results = {"runs": runs, "grid": grid, "ratios": {s: scale.ratios(runs, s) for s in grid["sizes"]}}
+    assert plot_growth(results, tmp_path / "g.png").stat().st_size > 1000
+    table = ratio_table(results, "10m").splitlines()
+    assert len(table) == 2 + 4 and table[2].startswith("| 2 | 64 | 1.20 | 1.00 |")
