@@ -28,6 +28,7 @@ def plot_growth(results: dict[str, Any], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     runs, grid = results["runs"], results["grid"]
     configs = list(dict.fromkeys(r["config"] for r in runs))
@@ -41,6 +42,10 @@ def plot_growth(results: dict[str, Any], path: Path) -> Path:
                     ax.plot([p[0] for p in points], [p[1 + row] for p in points], marker="o", label=config)
             ax.set_xscale("log")
             ax.set_yscale("log")
+            if axis != "params":  # K and length: plain numbers at the measured points
+                ax.set_xticks(sorted({p[0] for c in configs for p in sweep_points(runs, grid, axis, c)}))
+                ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel(label)
             ax.set_ylabel(measure_label)
             ax.grid(alpha=0.3, which="both")
