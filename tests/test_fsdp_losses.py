@@ -17,20 +17,21 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(world: int, tmp_path: Path) -> dict[str, torch.Tensor]:
-    out, init = tmp_path / f"weights-{world}.pt", tmp_path / f"init-{world}"
+def _run(worlds: tuple[int, ...], tmp_path: Path) -> list[dict[str, torch.Tensor]]:
+    """Every rank of every world at once (separate process groups); each world's rank-0 weights."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.fsdp_losses_worker", str(r), str(world), str(init), str(out)],
-                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for r in range(world)]  # fmt: skip
+    outs = [tmp_path / f"weights-{w}.pt" for w in worlds]
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.fsdp_losses_worker", str(r), str(w), str(tmp_path / f"init-{w}"),
+                               str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for w, out in zip(worlds, outs, strict=True) for r in range(w)]  # fmt: skip
     logs = [p.communicate(timeout=180)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(logs)[-3000:]
-    return torch.load(out)
+    return [torch.load(out) for out in outs]
 
 
 @pytest.mark.slow
 def test_two_sharded_ranks_update_the_student_as_one_process_does(tmp_path):
-    one, two = _run(1, tmp_path), _run(2, tmp_path)
+    one, two = _run((1, 2), tmp_path)
     assert one.keys() == two.keys()
     from tests.fsdp_losses_worker import tiny_student
 
