@@ -34,16 +34,16 @@ def plot_growth(results: dict[str, Any], path: Path) -> Path:
     configs = list(dict.fromkeys(r["config"] for r in runs))
     fig, axes = plt.subplots(len(MEASURES), len(SWEEPS), figsize=(13, 7.5), squeeze=False)
     for col, (axis, label) in enumerate(SWEEPS):
+        sweeps = {config: sweep_points(runs, grid, axis, config) for config in configs}  # once per axis
         for row, (_, measure_label) in enumerate(MEASURES):
             ax = axes[row][col]
-            for config in configs:
-                points = sweep_points(runs, grid, axis, config)
+            for config, points in sweeps.items():
                 if points:
                     ax.plot([p[0] for p in points], [p[1 + row] for p in points], marker="o", label=config)
             ax.set_xscale("log")
             ax.set_yscale("log")
             if axis != "params":  # K and length: plain numbers at the measured points
-                ax.set_xticks(sorted({p[0] for c in configs for p in sweep_points(runs, grid, axis, c)}))
+                ax.set_xticks(sorted({p[0] for points in sweeps.values() for p in points}))
                 ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
                 ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel(label)
