@@ -72,10 +72,7 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
     from pipeline.synthetic import PERSPECTIVES
 
     path = Path(path)
-    try:
-        fam = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise FamilyError(f"error: cannot read the interference config {path}: {exc}") from None
+    fam = read_family(path)
 
     def fail(key: str, why: str) -> FamilyError:
         return FamilyError(f"error: {path}: {key}: {why}")
@@ -83,13 +80,13 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
     for key in ("base", "noisy_views", "worlds", "strategies"):
         if key not in fam:
             raise fail(key, "missing")
-    base_path = (path.parent / fam["base"]).resolve()
+    base_path = Path(fam["base"])
     fam["base_config"] = load_config(base_path, quick=quick)
     fam["base_file"] = os.path.relpath(base_path, REPO_ROOT)
     regimes = fam["base_config"]["regimes"]
     fam.setdefault("regime", next(iter(regimes)))
     if fam["regime"] not in regimes:
-        raise fail("regime", f"{fam['regime']!r} is not a regime of {fam['base']} ({', '.join(regimes)})")
+        raise fail("regime", f"{fam['regime']!r} is not a regime of {fam['base_file']} ({', '.join(regimes)})")
     noisy = fam["noisy_views"]
     if not isinstance(noisy, list) or not noisy:
         raise fail("noisy_views", "a non-empty list of perspectives")
@@ -136,6 +133,38 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
         cal["seeds"] = QUICK_SEEDS
         fam["tuning"] = {"learning_rate": []}
     return fam
+
+
+#: keys whose mappings an extending family merges into its parent's (a name given again replaces the parent's)
+MERGED_KEYS = ("variants",)
+
+
+def read_family(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A family file's keys over those of the family it ``extends`` (a path relative to the file): each top-level
+    key replaces the parent's, except ``variants``, which adds to them. ``base`` comes back resolved to an
+    absolute path (relative to the file that names it)."""
+    try:
+        fam = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise FamilyError(f"error: cannot read the interference config {path}: {exc}") from None
+    if not isinstance(fam, dict):
+        raise FamilyError(f"error: {path}: a mapping of family settings, got {type(fam).__name__}")
+    if "base" in fam:
+        fam["base"] = str((path.parent / str(fam["base"])).resolve())
+    if (parent_name := fam.pop("extends", None)) is None:
+        return fam
+    parent_path = (path.parent / str(parent_name)).resolve()
+    if parent_path in _seen or parent_path == path.resolve():
+        raise FamilyError(f"error: {path}: extends: {parent_name} extends this file again (a cycle)")
+    if not parent_path.is_file():
+        raise FamilyError(f"error: {path}: extends: no family config at {parent_path}")
+    merged = read_family(parent_path, (*_seen, path.resolve()))
+    for key, value in fam.items():
+        if key in MERGED_KEYS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def _check_world(fam: dict[str, Any], name: str, spec: Any, fail: Any) -> None:

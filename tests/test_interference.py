@@ -80,6 +80,32 @@ def test_family_training_settings_override_the_base(tmp_path):
     assert cfg["synthesis"]["teacher"]["per_perspective"]["stepwise"]["flaw_rate"] == 0.05
 
 
+def test_a_family_extends_another_stating_only_what_it_changes(tmp_path):
+    parent = _family(tmp_path, variants={"mind-a": {"strategy": "mind", "meta_explore": 0.1}})
+    sub = tmp_path / "studies"
+    sub.mkdir()  # the child lives elsewhere: its own paths are relative to itself, the parent's to the parent
+    child = sub / "child.yaml"
+    child.write_text(yaml.safe_dump({"extends": "../family.yaml", "noisy_views": ["socratic"],
+                                     "worlds": {"noisy": {"flaw_rate": 0.9}},
+                                     "variants": {"mind-b": {"strategy": "mind", "meta_target": "instant"}}}))
+    fam = interference.load_family(child)
+    assert fam["noisy_views"] == ["socratic"] and list(fam["worlds"]) == ["noisy"]  # replaced
+    assert set(fam["variants"]) == {"mind-a", "mind-b"}  # merged
+    assert fam["strategies"] == interference.load_family(parent)["strategies"]  # inherited
+    assert fam["base_config"]["validation_questions"] == 6  # the parent's base, found relative to the parent
+    cfg = interference.world_config(fam, "noisy")
+    assert cfg["synthesis"]["teacher"]["per_perspective"]["socratic"]["flaw_rate"] == 0.9
+
+
+@pytest.mark.parametrize("target", ["nowhere.yaml", "self"])
+def test_a_bad_extends_fails_naming_the_key(tmp_path, target):
+    path = tmp_path / "child.yaml"
+    path.write_text(yaml.safe_dump({"extends": "child.yaml" if target == "self" else target}))
+    with pytest.raises(SystemExit) as err:
+        interference.load_family(path)
+    assert f"{path}: extends:" in str(err.value)
+
+
 @pytest.fixture(scope="module")
 def benchmark_run(tmp_path_factory, tiny_lm_dirs):
     """One tiny run of the whole benchmark (calibration, phase diagram, equal FLOPs, frontier) that the
