@@ -12,40 +12,61 @@ from __future__ import annotations
 
 from typing import Any
 
-PER_WORLD = ("phase", "headline", "equal_flops", "frontier", "calibration_summary", "calibration_gap")
-RECORDS = ("runs", "calibration")
+PHASE_KEYS = ("phase", "headline", "equal_flops", "frontier")
+CALIBRATION_KEYS = ("calibration_summary", "calibration_gap")
+
+
+def _worlds(records: list[dict[str, Any]] | None) -> set[str]:
+    return {r["world"] for r in records or []}
+
+
+def _world_of(tuning_run: dict[str, Any]) -> str | None:
+    return tuning_run.get("world", tuning_run.get("regime"))  # tuning records name their world as the regime
 
 
 def reported_worlds(results: dict[str, Any]) -> set[str]:
     """The worlds a results file reports anything about (runs, calibration or tuning)."""
-    worlds = {r["world"] for key in RECORDS for r in results.get(key) or []}
     chosen = (results.get("tuning") or {}).get("chosen") or {}
-    return worlds | {w for w, per in chosen.items() if any(per.values())}
+    return _worlds(results.get("runs")) | _worlds(results.get("calibration")) | {w for w, per in chosen.items() if any(per.values())}
+
+
+def _per_world(prior: dict[str, Any], new: dict[str, Any], key: str, kept: list[str], order: dict[str, int]) -> dict[str, Any]:
+    both = {**{w: v for w, v in (prior.get(key) or {}).items() if w in kept},
+            **{w: v for w, v in (new.get(key) or {}).items() if w not in kept}}  # e.g. a gap of None: not run
+    return dict(sorted(both.items(), key=lambda item: order.get(item[0], len(order))))
 
 
 def merge_results(prior: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """``new`` plus, for each world ``prior`` reports and ``new`` does not, ``prior``'s account of it."""
+    """``new`` plus, for each world ``prior`` reports and ``new`` does not, ``prior``'s account of it. The
+    calibration is its own account: an invocation that calibrates a world (every invocation calibrates the
+    family's calibration worlds) but runs nothing else there keeps the earlier file's phase diagram of it."""
     if prior.get("config_file") != new.get("config_file") or prior.get("noisy_views") != new.get("noisy_views"):
         raise ValueError(
             f"--merge: the earlier results are of another study (config {prior.get('config_file')!r}, noisy views "
             f"{prior.get('noisy_views')}; this one: {new.get('config_file')!r}, {new.get('noisy_views')})"
         )
-    mine = reported_worlds(new)
-    kept = sorted(reported_worlds(prior) - mine)
-    out = dict(new)
-    for key in RECORDS:
-        out[key] = [r for r in prior.get(key) or [] if r["world"] in kept] + list(new.get(key) or [])
-    order = {w: i for i, w in enumerate(new.get("worlds") or {})}  # the family's order (by flaw rate)
-    for key in PER_WORLD:
-        both = {**{w: v for w, v in (prior.get(key) or {}).items() if w in kept},
-                **{w: v for w, v in (new.get(key) or {}).items() if w not in kept}}  # e.g. a gap of None: not run
-        out[key] = dict(sorted(both.items(), key=lambda item: order.get(item[0], len(order))))
     tuning_prior, tuning_new = prior.get("tuning") or {}, new.get("tuning") or {}
-    chosen = {w: v for w, v in (tuning_prior.get("chosen") or {}).items() if w in kept}
-    chosen |= {w: v for w, v in (tuning_new.get("chosen") or {}).items() if w in mine or w not in chosen}
+    mine = _worlds(new.get("runs"))  # the worlds whose phase diagram (or other runs) this invocation reports
+    kept = sorted(_worlds(prior.get("runs")) - mine)
+    prior_cal = _worlds(prior.get("calibration")) | {w for w, gap in (prior.get("calibration_gap") or {}).items() if gap is not None}
+    kept_cal = sorted(prior_cal - _worlds(new.get("calibration")))
+    out = dict(new)
+    out["runs"] = [r for r in prior.get("runs") or [] if r["world"] in kept] + list(new.get("runs") or [])
+    out["calibration"] = [r for r in prior.get("calibration") or [] if r["world"] in kept_cal] + list(new.get("calibration") or [])
+    order = {w: i for i, w in enumerate(new.get("worlds") or {})}  # the family's order (by flaw rate)
+    for key in PHASE_KEYS:
+        out[key] = _per_world(prior, new, key, kept, order)
+    for key in CALIBRATION_KEYS:
+        out[key] = _per_world(prior, new, key, kept_cal, order)
+    chosen_prior, chosen_new = tuning_prior.get("chosen") or {}, tuning_new.get("chosen") or {}
+    chosen = {w: dict(per) for w, per in chosen_prior.items() if w not in mine}  # calibration tuning adds to it
+    for w, per in chosen_new.items():
+        chosen[w] = dict(per) if w in mine or w not in chosen else {**chosen[w], **per}
+    new_keys = {r.get("key") for r in tuning_new.get("runs") or []} - {None}
     out["tuning"] = {"chosen": chosen,
-                     "runs": [r for r in tuning_prior.get("runs") or [] if r.get("world") in kept]
+                     "runs": [r for r in tuning_prior.get("runs") or []
+                              if _world_of(r) not in mine and (r.get("key") is None or r.get("key") not in new_keys)]
                      + list(tuning_new.get("runs") or [])}  # fmt: skip
     out["wall_seconds"] = (prior.get("wall_seconds") or 0.0) + (new.get("wall_seconds") or 0.0)
-    out["merged"] = [*prior.get("merged", []), {"worlds_kept": kept, "from_machine": prior.get("machine")}]
+    out["merged"] = [*prior.get("merged", []), {"worlds_kept": sorted(set(kept) | set(kept_cal)), "from_machine": prior.get("machine")}]
     return out

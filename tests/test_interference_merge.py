@@ -45,3 +45,20 @@ def test_worlds_of_the_earlier_file_are_kept_and_shared_worlds_come_from_the_new
 def test_results_of_another_study_are_refused() -> None:
     with pytest.raises(ValueError, match="another study"):
         merge_results(_results({"clean": 0.05}, "old", config="configs/interference/flaws.yaml"), _results({}, "new"))
+
+
+def test_a_world_only_calibrated_again_keeps_its_earlier_phase_diagram() -> None:
+    """Every invocation calibrates the calibration world; one that runs another world's phase diagram must not
+    drop the calibration world's phase diagram from the earlier file (it re-reports only its calibration)."""
+    prior = _results({"flaw-0.8": 0.8}, "old")
+    prior["tuning"]["chosen"]["flaw-0.8"] = {"all": {"learning_rate": 1.0}, "mind": {"learning_rate": 2.0}}
+    new = _results({"clean": 0.05}, "new")
+    new["calibration"] = [{"world": "flaw-0.8", "strategy": "oracle", "tag": "new"}]
+    new["calibration_gap"] = {"flaw-0.8": 0.14}
+    new["tuning"]["chosen"]["flaw-0.8"] = {"all": {"learning_rate": 1.0}}  # the calibration's own tuning
+    merged = merge_results(prior, new)
+    assert list(merged["phase"]) == ["clean", "flaw-0.8"] and merged["phase"]["flaw-0.8"]["tag"] == "old"
+    assert {(r["world"], r["tag"]) for r in merged["runs"]} == {("clean", "new"), ("flaw-0.8", "old")}
+    assert [r["tag"] for r in merged["calibration"]] == ["new"] and merged["calibration_gap"] == {"flaw-0.8": 0.14}
+    assert merged["tuning"]["chosen"]["flaw-0.8"] == {"all": {"learning_rate": 1.0}, "mind": {"learning_rate": 2.0}}
+    assert merged["merged"][-1]["worlds_kept"] == ["flaw-0.8"]
