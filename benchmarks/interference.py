@@ -153,12 +153,12 @@ def read_family(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         fam["base"] = str((path.parent / str(fam["base"])).resolve())
     if (parent_name := fam.pop("extends", None)) is None:
         return fam
-    parent_path = (path.parent / str(parent_name)).resolve()
-    if parent_path in _seen or parent_path == path.resolve():
+    parent_path, seen = (path.parent / str(parent_name)).resolve(), (*_seen, path.resolve())
+    if parent_path in seen:
         raise FamilyError(f"error: {path}: extends: {parent_name} extends this file again (a cycle)")
     if not parent_path.is_file():
         raise FamilyError(f"error: {path}: extends: no family config at {parent_path}")
-    merged = read_family(parent_path, (*_seen, path.resolve()))
+    merged = read_family(parent_path, seen)
     for key, value in fam.items():
         if key in MERGED_KEYS and isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}

@@ -24,10 +24,8 @@ def _world_of(tuning_run: dict[str, Any]) -> str | None:
     return tuning_run.get("world", tuning_run.get("regime"))  # tuning records name their world as the regime
 
 
-def reported_worlds(results: dict[str, Any]) -> set[str]:
-    """The worlds a results file reports anything about (runs, calibration or tuning)."""
-    chosen = (results.get("tuning") or {}).get("chosen") or {}
-    return _worlds(results.get("runs")) | _worlds(results.get("calibration")) | {w for w, per in chosen.items() if any(per.values())}
+def _records(prior: dict[str, Any], new: dict[str, Any], key: str, kept: list[str]) -> list[dict[str, Any]]:
+    return [r for r in prior.get(key) or [] if r["world"] in kept] + list(new.get(key) or [])
 
 
 def _per_world(prior: dict[str, Any], new: dict[str, Any], key: str, kept: list[str], order: dict[str, int]) -> dict[str, Any]:
@@ -51,8 +49,8 @@ def merge_results(prior: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     prior_cal = _worlds(prior.get("calibration")) | {w for w, gap in (prior.get("calibration_gap") or {}).items() if gap is not None}
     kept_cal = sorted(prior_cal - _worlds(new.get("calibration")))
     out = dict(new)
-    out["runs"] = [r for r in prior.get("runs") or [] if r["world"] in kept] + list(new.get("runs") or [])
-    out["calibration"] = [r for r in prior.get("calibration") or [] if r["world"] in kept_cal] + list(new.get("calibration") or [])
+    out["runs"] = _records(prior, new, "runs", kept)
+    out["calibration"] = _records(prior, new, "calibration", kept_cal)
     order = {w: i for i, w in enumerate(new.get("worlds") or {})}  # the family's order (by flaw rate)
     for key in PHASE_KEYS:
         out[key] = _per_world(prior, new, key, kept, order)
