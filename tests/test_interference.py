@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -104,6 +105,27 @@ def test_a_bad_extends_fails_naming_the_key(tmp_path, target):
     with pytest.raises(SystemExit) as err:
         interference.load_family(path)
     assert f"{path}: extends:" in str(err.value)
+
+
+COMMITTED = sorted((Path(__file__).resolve().parents[1] / "configs" / "interference").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
+def test_every_committed_family_loads_and_its_variants_name_real_flags(path):
+    """A study config is read weeks after it was written: it must still load, and each variant must
+    resolve to a strategy and to flags ``distill.train`` knows."""
+    import dataclasses
+
+    from benchmarks.quality import variant_settings
+    from distill.config import MindConfig
+    from distill.strategies import STRATEGIES
+
+    fam = interference.load_family(path)
+    flags = {f.name for f in dataclasses.fields(MindConfig)}
+    for name in fam["variants"]:
+        settings = variant_settings(fam, name)
+        assert settings["strategy"] in STRATEGIES, (path.name, name)
+        assert not set(settings) - flags, (path.name, name, sorted(set(settings) - flags))
 
 
 @pytest.fixture(scope="module")
