@@ -27,7 +27,10 @@ named by a hash of its settings; ``--report-only`` reports the runs finished so 
    reported with the phase diagram (each minus ``all``).
 6. **Frontier** (``frontier``): test and retention at several learning rates (seeds each) per world, to
    see whether a strategy's accuracy-forgetting frontier dominates another's.
-7. **Report** (:mod:`benchmarks.interference_report`): ``benchmarks/results/interference.json``
+7. **Chosen on validation** (``select_on_validation``, no runs of its own): per world and seed, the run
+   with the best validation accuracy among the named strategies, reported like a strategy (with what it
+   picked, and the FLOPs of every run it chose among: a user trains them all).
+8. **Report** (:mod:`benchmarks.interference_report`): ``benchmarks/results/interference.json``
    (``runs``: one record per run with its world, flaw rate, strategy, seed, learning rate, budget,
    metrics and ``n``; ``calibration``; per world every strategy minus ``all`` with paired intervals;
    the views each strategy kept and how flawed they were), a section of ``docs/results.md`` and the
@@ -111,6 +114,13 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
     ab = fam.get("ablations") or {}
     if unknown := set(ab.get("variants", [])) - set(fam["variants"]):
         raise fail("ablations.variants", f"{sorted(unknown)} not defined under variants")
+    selections = fam.get("select_on_validation") or {}
+    if not isinstance(selections, dict) or not all(isinstance(v, list) and len(v) >= 2 for v in selections.values()):
+        raise fail("select_on_validation", "a mapping of names to lists of >= 2 strategies to choose among")
+    if clash := set(selections) & known:
+        raise fail("select_on_validation", f"{sorted(clash)} already name a strategy or variant")
+    if unknown := {s for among in selections.values() for s in among} - set(fam["strategies"]):
+        raise fail("select_on_validation", f"{sorted(unknown)} not among the family's strategies")
     for key in ("budgets", "frontier", "ablations"):
         if unknown := set((fam.get(key) or {}).get("worlds", [])) - set(fam["worlds"]):
             raise fail(f"{key}.worlds", f"unknown world(s) {sorted(unknown)}")

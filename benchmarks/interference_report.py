@@ -67,12 +67,33 @@ def summary(records: list[dict[str, Any]], world: str, names: list[str]) -> dict
         if not mine:
             continue
         entry: dict[str, Any] = {"seeds": sorted(r["seed"] for r in mine), "learning_rate": mine[0]["learning_rate"]}
+        if picked := [r["picked"] for r in mine if "picked" in r]:
+            entry["picked"] = {p: picked.count(p) for p in dict.fromkeys(picked)}
         for split in SPLITS:
             entry[split] = mean_std([r["metrics"][split] for r in mine if split in r["metrics"]])
         views = sorted({v for r in mine for v in r["kept"]})
         entry["kept"] = {v: {k: _mean([r["kept"].get(v, {}).get(k) for r in mine])
                              for k in ("in_subset", "kept_share", "flawed_share", "flawed_share_kept")} for v in views}  # fmt: skip
         out[s] = entry
+    return out
+
+
+def chosen_on_validation(runs: list[dict[str, Any]], selections: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Per selection (a name and the strategies it chooses among), world and seed: the run with the best
+    validation accuracy (a tie goes to the first listed), recorded under the selection's name with the
+    strategy it ``picked`` and the FLOPs of every run it chose among (a user trains them all). A seed
+    that lacks one of the runs, or its validation, is left out."""
+    by = {(r["world"], r["strategy"], r["seed"]): r for r in runs if r.get("budget", "steps") == "steps"}
+    out = []
+    for name, among in selections.items():
+        for w, seed in sorted({(r["world"], r["seed"]) for r in runs}):
+            cands = [by.get((w, s, seed)) for s in among]
+            if any(c is None or c.get("validation") is None for c in cands):
+                continue
+            pick = max(cands, key=lambda c: c["validation"])  # max keeps the first of equals
+            flops = [c.get("flops") for c in cands]
+            out.append({**pick, "strategy": name, "phase": "selection", "picked": pick["strategy"], "kept": {},
+                        "flops": sum(flops) if None not in flops else None})  # fmt: skip
     return out
 
 
@@ -116,6 +137,9 @@ def build_report(fam: dict[str, Any], calibration: list[dict[str, Any]], final: 
     ``summary`` and ``vs_all``, the same per world and budget (``equal_flops``), and the headline."""
     cal = [run_record(r) for r in calibration]
     runs = [run_record(r) for r in final]
+    selections = fam.get("select_on_validation") or {}
+    runs += chosen_on_validation(runs, selections)
+    strategies = [*strategies, *selections]
     flops = [run_record(r) for r in budgeted or []]
     cal_names = list(dict.fromkeys(r["strategy"] for r in cal))
     worlds = list(dict.fromkeys(r["world"] for r in runs))
@@ -235,7 +259,8 @@ def _table(title: str, block: dict[str, Any]) -> list[str]:
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s, e in block["summary"].items():
         d = block["vs_all"].get(s) or {}
-        lines.append(f"| {s} | {len(e['seeds'])} | {e['learning_rate']:g} | {_pct(e['test'])} | {_pct(e['ood_steps'])} | "
+        picked = ", ".join(f"{p} {n}x" for p, n in (e.get("picked") or {}).items())
+        lines.append(f"| {s}{f' (picked: {picked})' if picked else ''} | {len(e['seeds'])} | {e['learning_rate']:g} | {_pct(e['test'])} | {_pct(e['ood_steps'])} | "
                      f"{_pct(e['retention'])} | {_diff(d.get('test'))} | {_diff(d.get('retention'))} |")  # fmt: skip
     return [*lines, ""]
 

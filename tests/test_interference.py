@@ -64,6 +64,9 @@ def _family(tmp_path, student=None, **changes) -> str:
         ({"flaw_mode": "sideways"}, "flaw_mode"),
         ({"ablations": {"variants": ["nothing"]}}, "ablations.variants"),
         ({"frontier": {"worlds": ["nowhere"]}}, "frontier.worlds"),
+        ({"select_on_validation": {"pick": ["all", "golden"]}}, "select_on_validation"),  # golden: not run
+        ({"select_on_validation": {"pick": ["all"]}}, "select_on_validation"),
+        ({"select_on_validation": {"oracle": ["all", "lowest_loss"]}}, "select_on_validation"),
     ],
 )  # fmt: skip
 def test_bad_family_configs_fail_naming_the_key(tmp_path, change, named):
@@ -107,6 +110,24 @@ def test_a_bad_extends_fails_naming_the_key(tmp_path, target):
     assert f"{path}: extends:" in str(err.value)
 
 
+def _run(world, strategy, seed, validation, flops=1.0):
+    return {"world": world, "strategy": strategy, "seed": seed, "validation": validation, "flops": flops,
+            "budget": "steps", "key": f"{world}-{strategy}-{seed}"}  # fmt: skip
+
+
+def test_chosen_on_validation_picks_per_world_and_seed_and_counts_every_runs_flops():
+    from benchmarks.interference_report import chosen_on_validation
+
+    runs = [_run("w", "all", 0, 0.5), _run("w", "mind", 0, 0.6, 2.0), _run("w", "all", 1, 0.4), _run("w", "mind", 1, 0.4),
+            _run("w", "all", 2, 0.3), _run("v", "all", 0, 0.7), _run("v", "mind", 0, 0.1)]  # fmt: skip
+    picked = {(r["world"], r["seed"]): r for r in chosen_on_validation(runs, {"pick": ["all", "mind"]})}
+    assert set(picked) == {("w", 0), ("w", 1), ("v", 0)}  # w seed 2 has no mind run
+    assert picked["w", 0]["picked"] == "mind" and picked["w", 0]["key"] == "w-mind-0" and picked["w", 0]["flops"] == 3.0
+    assert picked["w", 1]["picked"] == "all"  # a tie goes to the first listed
+    assert picked["v", 0]["picked"] == "all" and {r["strategy"] for r in picked.values()} == {"pick"}
+    assert not any(r["strategy"] == "pick" for r in runs)  # the inputs are left as they were
+
+
 COMMITTED = sorted((Path(__file__).resolve().parents[1] / "configs" / "interference").glob("*.yaml"))
 
 
@@ -136,7 +157,8 @@ def benchmark_run(tmp_path_factory, tiny_lm_dirs):
     # no tuning here (the quality benchmark's test covers it): the base config's learning rate
     config = _family(tmp_path, student=tiny_lm_dirs["plain"], tuning={"learning_rate": []}, strategies=["all", "oracle"],
                      budgets={"flops": [2.0e9], "worlds": ["noisy"], "strategies": ["all"], "seeds": [0]},
-                     frontier={"worlds": ["noisy"], "strategies": ["all"], "learning_rate": [1e-3, 3e-3], "seeds": [0]})
+                     frontier={"worlds": ["noisy"], "strategies": ["all"], "learning_rate": [1e-3, 3e-3], "seeds": [0]},
+                     select_on_validation={"best": ["all", "oracle"]})
     argv = ["--config", config, "--work", str(tmp_path / "work"), "--docs", str(tmp_path / "docs"),
             "--results", str(tmp_path / "interference.json"), "--jobs", "2"]  # fmt: skip
     assert interference.main(argv) == 0
@@ -182,7 +204,16 @@ def test_interference_benchmark_end_to_end(benchmark_run, capsys):
     cal = results["calibration"]
     assert sorted((r["world"], r["strategy"], r["seed"]) for r in cal) == [("noisy", "all", 0), ("noisy", "oracle", 0)]
     budgeted = [r for r in results["runs"] if r["budget"] != "steps"]
-    runs = [r for r in results["runs"] if r["budget"] == "steps"]
+    runs = [r for r in results["runs"] if r["budget"] == "steps" and r["phase"] != "selection"]
+    # chosen on validation: per world and seed the better of all and the oracle, paired with all like a strategy
+    chosen = [r for r in results["runs"] if r["phase"] == "selection"]
+    assert sorted((r["world"], r["seed"]) for r in chosen) == [("clean", 0), ("noisy", 0), ("noisy", 1)]
+    for r in chosen:
+        pair = [x for x in runs if (x["world"], x["seed"]) == (r["world"], r["seed"])]
+        assert r["strategy"] == "best" and r["validation"] == max(x["validation"] for x in pair)
+        assert r["flops"] == sum(x["flops"] for x in pair) and r["picked"] in {"all", "oracle"}
+    assert sum(results["phase"]["noisy"]["summary"]["best"]["picked"].values()) == 2
+    assert results["phase"]["noisy"]["vs_all"]["best"]["test"]["seeds"] == 2
     # equal FLOPs: each strategy's whole schedule sized to the budget from its own measured FLOPs per step
     assert sorted((r["strategy"], r["budget"]) for r in budgeted) == [("all", 2.0e9)]
     for r in budgeted:
@@ -208,7 +239,7 @@ def test_interference_benchmark_end_to_end(benchmark_run, capsys):
     noisy_all = next(r for r in runs if r["world"] == "noisy" and r["strategy"] == "all")
     assert noisy_all["kept"]["stepwise"]["flawed_share"] > noisy_all["kept"]["socratic"]["flawed_share"]
     phase = results["phase"]["noisy"]
-    assert phase["vs_all"]["oracle"]["test"]["seeds"] == 2 and set(phase["vs_all"]) == {"oracle"}
+    assert phase["vs_all"]["oracle"]["test"]["seeds"] == 2 and set(phase["vs_all"]) == {"oracle", "best"}
     md = (tmp_path / "docs" / "results.md").read_text()
     assert "<!-- BEGIN INTERFERENCE -->" in md and "### World `noisy` (flaw rate 0.7)" in md and "What each strategy kept" in md
     assert (tmp_path / "docs" / "img" / "interference-phase.png").stat().st_size > 1000
