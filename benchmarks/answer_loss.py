@@ -52,6 +52,22 @@ def _answer_nlls(model: Any, rows: list[tuple[list[int], int, int, int]], pad_id
     return out
 
 
+def _rows(questions: list[Any], view_names: list[str], alone: Any) -> tuple[list[tuple[list[int], int, int, int]], list[tuple]]:
+    """Every question's answer line alone (``alone(q)``: its encoded example without a rationale), then each of
+    its rationales, as ``(ids, prompt_len, answer_start, answer_len)`` rows, with ``(question, view, label)``
+    keys (view None for the answer alone)."""
+    rows, keys = [], []
+    for q in questions:
+        ex = alone(q)
+        rows.append((ex.input_ids, ex.prompt_len, ex.answer_start, ex.answer_len))
+        keys.append((q.question_id, None, None))
+        for v in q.views:
+            for ids, plen, start, length, flawed in zip(v.samples, v.prompt_lens, v.answer_starts, v.answer_lens, v.flawed, strict=True):
+                rows.append((ids, plen, start, length))
+                keys.append((q.question_id, view_names[v.view], LABELS[flawed]))
+    return rows, keys
+
+
 def _data_folder(data: str, run: Path) -> Path | None:
     """The run's data folder: as written, else (a relative path) under a folder above the run, the
     repository root the benchmark ran in."""
@@ -88,15 +104,8 @@ def score_run(folder: Path, batch: int = 32) -> dict[str, Any]:
     max_length = cfg.get("max_length")
     questions, view_names, _ = load_questions_with_candidates(str(data), tok, style, max_length=max_length,
                                                               answer_template=template)  # fmt: skip
-    rows, keys = [], []
-    for q in questions:
-        alone = encode_training_example(tok, q.question, "", q.gold_answer, style, max_length, template)
-        rows.append((alone.input_ids, alone.prompt_len, alone.answer_start, alone.answer_len))
-        keys.append((q.question_id, None, None))
-        for v in q.views:
-            for ids, plen, start, length, flawed in zip(v.samples, v.prompt_lens, v.answer_starts, v.answer_lens, v.flawed, strict=True):
-                rows.append((ids, plen, start, length))
-                keys.append((q.question_id, view_names[v.view], LABELS[flawed]))
+    rows, keys = _rows(questions, view_names, lambda q: encode_training_example(tok, q.question, "", q.gold_answer,
+                                                                                  style, max_length, template))  # fmt: skip
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     nlls = _answer_nlls(model, rows, pad_id, batch)
     alone_nll = {qid: x for (qid, view, _), x in zip(keys, nlls, strict=True) if view is None}
@@ -107,7 +116,8 @@ def score_run(folder: Path, batch: int = 32) -> dict[str, Any]:
     record: dict[str, Any] = {"run": folder.name, "data": cfg["data"], "question_alone": statistics.fmean(alone_nll.values())}
     if (folder / "result.json").is_file():
         result = json.loads((folder / "result.json").read_text())
-        record.update({k: result.get(k) for k in ("world", "strategy", "seed")})
+        record.update({"world": result.get("world", result.get("regime")), "strategy": result.get("strategy"),
+                       "seed": result.get("seed")})  # fmt: skip
     record["views"] = {
         view: {label: {"n": len(xs), "answer_nll": statistics.fmean(x for x, _ in xs),
                        "gain": statistics.fmean(g for _, g in xs)} for label, xs in sorted(per.items())}

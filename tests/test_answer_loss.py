@@ -36,7 +36,7 @@ def test_answer_loss_per_view_and_label_matches_a_plain_forward(trainer_assets, 
     run = tmp_path / "runs" / "clean-all-s0-abc"
     shutil.copytree(trainer_assets.model_dir, run / "out")
     (run / "train.yaml").write_text(yaml.safe_dump({"data": str(trainer_assets.data_dir), "max_length": MAX_LENGTH}))
-    (run / "result.json").write_text(json.dumps({"world": "clean", "strategy": "all", "seed": 0}))
+    (run / "result.json").write_text(json.dumps({"regime": "clean", "strategy": "all", "seed": 0}))
     out = tmp_path / "answer-loss.json"
     assert answer_loss.main([str(run), "--out", str(out), "--batch", "7"]) == 0
     rec = json.loads(out.read_text())["runs"][0]
