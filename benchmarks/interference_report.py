@@ -5,6 +5,7 @@ phase plot and the INTERFERENCE block of ``docs/results.md``."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,8 @@ def summary(records: list[dict[str, Any]], world: str, names: list[str]) -> dict
         if not mine:
             continue
         entry: dict[str, Any] = {"seeds": sorted(r["seed"] for r in mine), "learning_rate": mine[0]["learning_rate"]}
-        if picked := [r["picked"] for r in mine if "picked" in r]:
-            entry["picked"] = {p: picked.count(p) for p in dict.fromkeys(picked)}
+        if picked := Counter(r["picked"] for r in mine if "picked" in r):
+            entry["picked"] = dict(picked)
         for split in SPLITS:
             entry[split] = mean_std([r["metrics"][split] for r in mine if split in r["metrics"]])
         views = sorted({v for r in mine for v in r["kept"]})
