@@ -44,6 +44,7 @@ import argparse
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import subprocess
@@ -182,6 +183,20 @@ def tuned_entry(cfg: dict[str, Any], name: str) -> str:
 
 
 # ====================================================================== runs
+@functools.cache
+def train_defaults() -> dict[str, Any]:
+    """The defaults of the ``distill.train`` fields this project declares (``MindConfig``'s own and
+    ``MindScriptArguments``'), hashed into every run's key under its explicit settings: a run trained under an
+    earlier default is never reused once the default changes. Fields inherited from TRL and transformers are left
+    out (each run records the library versions)."""
+    from distill.config import MindConfig, MindScriptArguments
+
+    own = set(vars(MindConfig).get("__annotations__", {}))
+    fields = [f for f in dataclasses.fields(MindConfig) if f.name in own] + list(dataclasses.fields(MindScriptArguments))
+    return {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else  # type: ignore[misc]
+                     None if f.default is dataclasses.MISSING else f.default) for f in fields}  # fmt: skip
+
+
 @dataclasses.dataclass
 class Run:
     """One training run: its regime, its full ``distill.train`` config and where it lives."""
@@ -193,9 +208,9 @@ class Run:
     args: dict[str, Any]  # distill.train fields (MindConfig + MindScriptArguments), output_dir excluded
     folder: Path = dataclasses.field(init=False)
 
-    def __post_init__(self) -> None:  # the student by its weights, not only its path
+    def __post_init__(self) -> None:  # the student by its weights, not only its path; the defaults too
         weights = student_digest(self.args["student"]) if self.args.get("student") else None
-        self.key = digest({**self.args, "student_weights": weights}, 12)
+        self.key = digest({**train_defaults(), **self.args, "student_weights": weights}, 12)
 
     def place(self, work: Path) -> Run:
         self.folder = work / "runs" / f"{self.regime}-{self.strategy}-s{self.seed}-{self.key}"

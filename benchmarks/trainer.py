@@ -23,9 +23,12 @@ Set-up (identical for every configuration):
   precision (fp32 on CPU, bf16 on CUDA), torch threads (``--torch-threads``, default 1); no
   logging (``logging_steps`` huge, ``report_to`` none), no saving, no evaluation, no progress bar;
 - every MindConfig flag at its default except ``meta_warmup_steps`` = ``META_WARMUP_STEPS`` (1):
-  the MetaNet's warm-up (student frozen: no backward) lies inside the discarded warm-up steps, so
-  the measured ``mind`` steps are steady-state steps (the default warm-up, one epoch, is cheaper
-  per step than these: a no-grad forward and no student update).
+  the MetaNet's warm-up lies inside the discarded warm-up steps, so the measured ``mind`` steps are
+  steady-state steps (a warm-up step costs what ``all``'s does with the default uniform warm-up, less
+  with a frozen one: a no-grad forward and no student update). The recorded results
+  (``benchmarks/results/trainer.json``) were measured with the defaults before 2026-12-07 (inertia
+  target, completion loss); the steady-state step runs the same forwards and backward today, plus the
+  answer line's loss, computed from the same logits.
 
 Configurations: ``sft`` = TRL's own ``SFTTrainer`` on every candidate as an independent
 prompt/completion example (token ids + ``completion_mask``, ``completion_only_loss``; the rows of

@@ -15,7 +15,7 @@ from trl import SFTConfig, TrlParser
 from distill.strategies import CONSISTENT, SCORING, STRATEGIES
 
 SCORING_MODES = ("shared", "separate")
-CANDIDATE_LOSSES = ("completion", "answer")
+CANDIDATE_LOSSES = ("auto", "completion", "answer")
 META_TARGETS = ("instant", "inertia")
 WARMUP_STUDENT = ("frozen", "uniform")
 TARGET_BASELINES = ("none", "view")
@@ -83,11 +83,13 @@ class MindConfig(SFTConfig):
                   "choices": SCORING_MODES},
     )
     candidate_loss: str = field(
-        default="completion",
+        default="auto",
         metadata={"help": "the loss a candidate is judged by (scores, the inertia record, the MetaNet's target): "
                   "'completion' (mean token CE of the whole rationale) or 'answer' (mean token CE of the canonical "
                   "answer line given the rationale: how well the rationale leads the student to the right answer, "
-                  "whatever its length or style) [ours]; the student always trains on the whole completion",
+                  "whatever its length or style) [ours]; 'auto': answer for --strategy mind (with an "
+                  "--answer_template), completion for the other strategies, as their papers judge. The student always "
+                  "trains on the whole completion",
                   "choices": CANDIDATE_LOSSES},
     )
     scoring_batch_size: int | None = field(
@@ -124,8 +126,9 @@ class MindConfig(SFTConfig):
                   "(detached); or a local folder of a sentence-transformers model (frozen; needs the [encoder] extra)"},
     )
     meta_target: str = field(
-        default="inertia",
-        metadata={"help": "L_real of the meta-loss: 'instant' (this step's CE) or 'inertia' (each candidate's EMA CE)",
+        default="instant",
+        metadata={"help": "L_real of the meta-loss: 'instant' (this step's CE; the default, measured best in "
+                  "docs/results.md) or 'inertia' (each candidate's EMA CE, the paper's reading)",
                   "choices": META_TARGETS},
     )
     meta_tau: float = field(default=1.0, metadata={"help": "temperature of both softmaxes of the ListNet meta-loss"})
@@ -155,16 +158,17 @@ class MindConfig(SFTConfig):
         default=4, metadata={"help": "student optimizer steps whose meta-gradients one MetaNet step accumulates"}
     )
     meta_warmup_epochs: float = field(
-        default=1.0,
-        metadata={"help": "epochs of training data at the start in which only the MetaNet learns (the paper: a few "
-                  "epochs); rounded to optimizer steps; 0 = no warm-up (an ablation)"},
+        default=3.0,
+        metadata={"help": "epochs of training data at the start in which the MetaNet learns before it weights the "
+                  "student's loss (the paper: a few epochs); rounded to optimizer steps; 0 = no warm-up (an ablation)"},
     )
     meta_warmup_steps: int | None = field(
         default=None, metadata={"help": "the warm-up in optimizer steps instead of --meta_warmup_epochs (when set)"}
     )
     meta_warmup_student: str = field(
-        default="frozen",
-        metadata={"help": "the student during warm-up: 'frozen' (not updated) or 'uniform' (trained on every candidate, equal weights)",
+        default="uniform",
+        metadata={"help": "the student during warm-up: 'uniform' (trained on every candidate, equal weights, so the "
+                  "MetaNet judges views the student has begun to learn) or 'frozen' (not updated)",
                   "choices": WARMUP_STUDENT},
     )
     lr_schedule_after_meta_warmup: bool = field(
@@ -224,6 +228,11 @@ class MindConfig(SFTConfig):
             raise ValueError(
                 f"--lr_schedule_after_meta_warmup is only used by --strategy mind (got --strategy {self.strategy})"
             )
+        if self.lr_schedule_after_meta_warmup and self.meta_warmup_student != "frozen":
+            raise ValueError("--lr_schedule_after_meta_warmup shifts the schedule past a frozen warm-up: it needs "
+                             f"--meta_warmup_student frozen (got {self.meta_warmup_student})")
+        if self.candidate_loss == "auto":
+            self.candidate_loss = "answer" if self.strategy == "mind" and self.answer_template else "completion"
         if self.candidate_loss == "answer" and self.strategy not in SCORING:
             raise ValueError(f"--candidate_loss is only used by --strategy {', '.join(SCORING)} (got --strategy {self.strategy})")
         if not self.answer_template and self.candidate_loss == "answer":

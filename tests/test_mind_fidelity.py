@@ -40,8 +40,25 @@ def test_the_trainer_uses_the_resolved_rate_and_warmup(trainer_assets, tmp_path)
     trainer = make_trainer(trainer_assets, tmp_path, learning_rate=1e-3, meta_warmup_epochs=1.0)
     strategy = trainer.strategy
     steps_per_epoch = math.ceil(len(trainer.store) / 4)  # batch 4, no accumulation
-    assert strategy.warmup_steps == steps_per_epoch and strategy.frozen_steps == steps_per_epoch
+    assert strategy.warmup_steps == steps_per_epoch and strategy.frozen_steps == 0  # uniform: the student trains
     assert strategy.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
+    frozen = make_trainer(trainer_assets, tmp_path / "frozen", meta_warmup_epochs=1.0, meta_warmup_student="frozen")
+    assert frozen.strategy.warmup_steps == steps_per_epoch == frozen.strategy.frozen_steps
+
+
+def test_the_defaults_are_the_measured_best_mind(tmp_path):
+    """The defaults are the MIND the view-quality study measured best (docs/method.md); ``candidate_loss``
+    resolves per strategy: the answer line for MIND, the whole completion for the baselines that score."""
+    args = mind_config(tmp_path)
+    assert (args.meta_target, args.meta_warmup_student, args.meta_warmup_epochs) == ("instant", "uniform", 3.0)
+    assert args.candidate_loss == "answer"
+    for strategy in ("instant", "lowest_loss", "all", "golden"):
+        assert mind_config(tmp_path, strategy=strategy).candidate_loss == "completion"
+    assert mind_config(tmp_path, answer_template="", consistency_weight=0.0).candidate_loss == "completion"
+    assert mind_config(tmp_path, strategy="instant", candidate_loss="answer").candidate_loss == "answer"
+    with pytest.raises(ValueError, match="--meta_warmup_student frozen"):
+        mind_config(tmp_path, lr_schedule_after_meta_warmup=True)
+    assert mind_config(tmp_path, lr_schedule_after_meta_warmup=True, meta_warmup_student="frozen").lr_schedule_after_meta_warmup
 
 
 # ---------------------------------------------------------------- the MetaNet's inputs

@@ -191,6 +191,30 @@ def test_a_run_key_names_the_student_by_its_weights(tmp_path):
     assert key() == first
 
 
+def test_run_key_changes_with_a_default(tmp_path, monkeypatch):
+    """A run's key hashes MindConfig's defaults too: a run trained under an earlier default is not reused."""
+    from distill.config import MindConfig
+
+    cfg = {"train": {"learning_rate": 1e-3}}
+    regime = Regime("full", tmp_path / "data", tmp_path / "val", {"max_steps": 7})
+
+    def key() -> str:
+        quality.train_defaults.cache_clear()
+        return quality.make_run(cfg, regime, tmp_path / "student", "final", "mind", 0).key
+
+    before = key()
+    assert quality.train_defaults()["meta_target"] == MindConfig.__dataclass_fields__["meta_target"].default
+    monkeypatch.setattr(MindConfig.__dataclass_fields__["meta_target"], "default", "changed")
+    assert key() != before
+    monkeypatch.undo()
+    assert key() == before
+    default = MindConfig.__dataclass_fields__["meta_target"].default
+    same = quality.make_run(cfg, regime, tmp_path / "student", "final", "mind", 0, {"meta_target": default})
+    assert same.key == before  # the default spelt out: the same training, the same run
+    other = "inertia" if default != "inertia" else "instant"
+    assert quality.make_run(cfg, regime, tmp_path / "student", "final", "mind", 0, {"meta_target": other}).key != before
+
+
 def test_quality_variants_map_to_their_strategy(tmp_path):
     path = tmp_path / "q.yaml"
     path.write_text(yaml.safe_dump({

@@ -32,7 +32,11 @@ torch.set_num_threads(1)
 # meta_features "full": without the candidate's own loss feature (the default "no_target"), one MetaNet weight
 # of 24,576 has a near-zero gradient whose rounding noise (inputs from differently padded forwards, ~1e-7
 # apart) Adam turns into steps of up to ~6e-3 at this large test rate; the bookkeeping tested here is the same
-MIND_KW = dict(meta_warmup_steps=2, meta_accumulation_steps=2, meta_learning_rate=0.05, meta_features="full")
+# the frozen warm-up (these tests check its mechanics) and the earlier defaults; today's default MIND has its own cases
+MIND_KW = dict(meta_warmup_steps=2, meta_accumulation_steps=2, meta_learning_rate=0.05, meta_features="full",
+               meta_warmup_student="frozen")
+#: today's defaults (uniform warm-up, instant target, the answer line's loss) with the tests' short warm-up
+DEFAULT_MIND_KW = dict(meta_warmup_steps=2, meta_accumulation_steps=2, meta_learning_rate=0.05)
 
 
 # ---------------------------------------------------------------- helpers
@@ -81,6 +85,7 @@ class _PlanSpy:
             "uids": batch.uids, "views": batch.views, "ce": None if scored is None else scored.ce.clone(),
             "keep": plan.keep.clone(), "alpha": plan.alpha.clone(), "scores": plan.scores,
             "frozen": self.trainer.strategy.student_frozen(batch.step),
+            "warmup": getattr(self.trainer.strategy, "in_warmup", lambda _: False)(batch.step),
         })  # fmt: skip
         return plan
 
@@ -212,7 +217,7 @@ def test_gradient_accumulation_matches_one_big_batch(trainer_assets, tmp_path, s
 def test_frozen_warmup_leaves_the_student_unchanged_while_the_metanet_learns(trainer_assets, tmp_path):
     trainer = make_trainer(
         trainer_assets, tmp_path, strategy="mind", max_steps=4, meta_warmup_steps=3, meta_accumulation_steps=1,
-        meta_learning_rate=0.05, weight_decay=0.1,
+        meta_learning_rate=0.05, weight_decay=0.1, meta_warmup_student="frozen",
     )  # fmt: skip
     before = _params(trainer)
     meta_before = {k: v.clone() for k, v in trainer.strategy.metanet.state_dict().items()}
@@ -245,7 +250,7 @@ def test_the_lr_schedule_can_start_when_the_frozen_warm_up_ends(trainer_assets, 
     from transformers.optimization import get_scheduler
 
     kw = dict(strategy="mind", max_steps=7, meta_warmup_steps=3, meta_accumulation_steps=1, learning_rate=1e-3,
-              lr_scheduler_type=scheduler, warmup_steps=2)  # fmt: skip
+              lr_scheduler_type=scheduler, warmup_steps=2, meta_warmup_student="frozen")  # fmt: skip
     lrs: dict[str, list[float]] = {}
     for shifted in (False, True):
         trainer = make_trainer(trainer_assets, tmp_path / str(shifted), lr_schedule_after_meta_warmup=shifted, **kw)
@@ -337,7 +342,7 @@ def _check_plan(strategy: str, c: dict, trainer: MindTrainer, extra: dict) -> No
     w_sum = torch.zeros(nq, dtype=torch.float64).index_add(0, c["groups"], c["alpha"])
     torch.testing.assert_close(w_sum, torch.ones_like(w_sum))  # the weights sum to 1 per question
     assert (c["alpha"][~c["keep"]] == 0).all()
-    if strategy == "all" or c["frozen"]:
+    if strategy == "all" or c["warmup"]:  # frozen or uniform: every candidate, equal weights
         assert torch.equal(kept, sizes)
     elif strategy in ("golden", "random", "lowest_loss") or (strategy == "mind" and extra.get("fusion") is False):
         assert (kept == 1).all()
@@ -348,7 +353,7 @@ def _check_plan(strategy: str, c: dict, trainer: MindTrainer, extra: dict) -> No
         rows = (c["groups"] == g).nonzero().flatten()
         if strategy == "lowest_loss":
             assert c["keep"][rows[torch.argmin(c["ce"][rows])]]
-        if strategy in ("instant", "mind") and c["scores"] is not None and not c["frozen"]:
+        if strategy in ("instant", "mind") and c["scores"] is not None and not c["warmup"]:
             s = c["scores"][rows].double() / trainer.args.tau_student
             p = torch.softmax(s, 0)
             if extra.get("fusion") is not False:  # the subset rule, on the scores the plan used
@@ -364,6 +369,8 @@ def _check_plan(strategy: str, c: dict, trainer: MindTrainer, extra: dict) -> No
     [
         ("golden", {}), ("all", {}), ("mcc_kd", {}), ("random", {}), ("lowest_loss", {}), ("instant", {}),
         ("mind", MIND_KW),
+        ("mind", DEFAULT_MIND_KW),
+        ("mind", {**DEFAULT_MIND_KW, "fusion": False}),
         ("mind", {**MIND_KW, "meta_attention": False}),
         ("mind", {**MIND_KW, "fusion": False}),
         ("mind", {**MIND_KW, "consistency_weight": 0.0}),

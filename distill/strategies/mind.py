@@ -5,11 +5,12 @@ alpha-weighted answer-consistency JSD. Once per optimizer step the MetaNet learn
 (Feedback-Driven Inertia Calibration): ``L_meta = KL(softmax(s/tau) || softmax(-L_real/tau))``
 over every question of the step (all micro-batches, all ranks), on its own Adam optimizer with its
 own learning rate (by default half the student's), stepping every ``meta_accumulation_steps``
-optimizer steps; during the first ``meta_warmup_epochs`` epochs (or ``meta_warmup_steps`` steps) only
-the MetaNet learns (the student frozen, or trained on every candidate with equal weights).
+optimizer steps; during the first ``meta_warmup_epochs`` epochs (or ``meta_warmup_steps`` steps) the
+MetaNet learns without weighting the student's loss (the student trained on every candidate with equal
+weights, the default, or frozen).
 
 Ablations by flag: ``--meta_attention false``, ``--fusion false``, ``--consistency_weight 0``,
-``--meta_target instant``, ``--meta_warmup_epochs 0``, ``--meta_features full``; ours:
+``--meta_target inertia``, ``--meta_warmup_epochs 0``, ``--meta_features full``; ours:
 ``--meta_target_baseline view``.
 """
 
