@@ -186,7 +186,7 @@ def machine_info() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "versions": {d: _version(d) for d in ("torch", "transformers", "prefect", "pyarrow", "duckdb", "math-verify")},
+        "versions": {d: _version(d) for d in ("torch", "transformers", "trl", "tokenizers", "accelerate", "numpy", "prefect", "pyarrow", "duckdb", "math-verify")},
         "cpu_model": cpu_model(),
     }
 

@@ -55,7 +55,7 @@ from benchmarks._common import (REPO_ROOT, check_device, emit, machine_info, mak
                                 write_json, write_results)  # fmt: skip
 from benchmarks.quality import (STRATEGIES, Run, build_student, load_config, make_run, run_all, tune, tuned_entry,
                                 variant_settings)  # fmt: skip
-from benchmarks.quality_data import Regime, prepare_regimes
+from benchmarks.quality_data import Regime, prepare_regimes, student_digest
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "interference" / "default.yaml"
 DOCS = REPO_ROOT / "docs"
@@ -467,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         "worlds": {w: {"flaw_rate": s["flaw_rate"], "teacher": _teacher(fam, w)} for w, s in fam["worlds"].items()},
         "machine": machine_info(),
         "student": str(student),
+        "student_weights": student_digest(student),  # which stage-0 weights: a rebuilt student may differ
         "wall_seconds": time.perf_counter() - t0,
         "calibration_gap": gaps,
         "calibration_passed": passed,

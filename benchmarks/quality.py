@@ -550,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "regimes": {name: regime.describe() for name, regime in regimes.items()},
         "student": str(student),
+        "student_weights": student_digest(student),
         "stage0": _stage0_record(student),
         "wall_seconds": time.perf_counter() - t0,
         "runs_executed": executed,
