@@ -44,7 +44,6 @@ import argparse
 import contextlib
 import dataclasses
 import fcntl
-import functools
 import json
 import os
 import subprocess
@@ -59,7 +58,7 @@ import yaml
 
 from benchmarks._common import (QUIET_ENV, REPO_ROOT, check_device, emit, machine_info, make_progress, rnd,
                                 run_benchmark_parser, write_json, write_results)  # fmt: skip
-from benchmarks.quality_data import Regime, digest, prepare_regimes, student_digest
+from benchmarks.quality_data import Regime, Run, digest, prepare_regimes, student_digest, train_defaults  # noqa: F401
 from benchmarks.quality_report import SPLITS, build_report, busy_wall_seconds, write_markdown
 from data_schemas.run_files import MIND_SUMMARY, STAGE0
 from distill.strategies import STRATEGIES
@@ -183,52 +182,6 @@ def tuned_entry(cfg: dict[str, Any], name: str) -> str:
 
 
 # ====================================================================== runs
-@functools.cache
-def train_defaults() -> dict[str, Any]:
-    """The defaults of the ``distill.train`` fields this project declares (``MindConfig``'s own and
-    ``MindScriptArguments``'), hashed into every run's key under its explicit settings: a run trained under an
-    earlier default is never reused once the default changes. Fields inherited from TRL and transformers are left
-    out (each run records the library versions)."""
-    from distill.config import MindConfig, MindScriptArguments
-
-    own = set(vars(MindConfig).get("__annotations__", {}))
-    fields = [f for f in dataclasses.fields(MindConfig) if f.name in own] + list(dataclasses.fields(MindScriptArguments))
-    return {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else  # type: ignore[misc]
-                     None if f.default is dataclasses.MISSING else f.default) for f in fields}  # fmt: skip
-
-
-@dataclasses.dataclass
-class Run:
-    """One training run: its regime, its full ``distill.train`` config and where it lives."""
-
-    phase: str  # "tune", "final" (headline strategies) or "ablation"
-    regime: str
-    strategy: str  # a strategy or a variant name
-    seed: int
-    args: dict[str, Any]  # distill.train fields (MindConfig + MindScriptArguments), output_dir excluded
-    folder: Path = dataclasses.field(init=False)
-
-    def __post_init__(self) -> None:  # the student by its weights, not only its path; the defaults too
-        weights = student_digest(self.args["student"]) if self.args.get("student") else None
-        self.key = digest({**train_defaults(), **self.args, "student_weights": weights}, 12)
-
-    def place(self, work: Path) -> Run:
-        self.folder = work / "runs" / f"{self.regime}-{self.strategy}-s{self.seed}-{self.key}"
-        return self
-
-    @property
-    def result_file(self) -> Path:
-        return self.folder / "result.json"
-
-    def done(self) -> dict[str, Any] | None:
-        """The finished run's record; None if there is none, or it is another config's."""
-        if self.result_file.is_file():
-            data = json.loads(self.result_file.read_text())
-            if data.get("key") == self.key and "compute" in data:
-                return data
-        return None
-
-
 def make_run(cfg: dict[str, Any], regime: Regime, student: Path, phase: str, strategy: str, seed: int,
              overrides: dict[str, Any] | None = None, grid: list[float] | None = None) -> Run:  # fmt: skip
     """A run of ``strategy`` (or a variant: a strategy + fixed settings, applied last) in ``regime``."""

@@ -117,3 +117,49 @@ def prepare_regimes(cfg: dict[str, Any], work: Path) -> dict[str, Regime]:
         else:
             regimes[name] = Regime(name, pool_dir, validation, train, None, len(rest))
     return regimes
+
+
+@functools.cache
+def train_defaults() -> dict[str, Any]:
+    """The defaults of the ``distill.train`` fields this project declares (``MindConfig``'s own and
+    ``MindScriptArguments``'), hashed into every run's key under its explicit settings: a run trained under an
+    earlier default is never reused once the default changes. Fields inherited from TRL and transformers are left
+    out (each run records the library versions)."""
+    from distill.config import MindConfig, MindScriptArguments
+
+    own = set(vars(MindConfig).get("__annotations__", {}))
+    fields = [f for f in dataclasses.fields(MindConfig) if f.name in own] + list(dataclasses.fields(MindScriptArguments))
+    return {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else  # type: ignore[misc]
+                     None if f.default is dataclasses.MISSING else f.default) for f in fields}  # fmt: skip
+
+
+@dataclasses.dataclass
+class Run:
+    """One training run: its regime, its full ``distill.train`` config and where it lives."""
+
+    phase: str  # "tune", "final" (headline strategies) or "ablation"
+    regime: str
+    strategy: str  # a strategy or a variant name
+    seed: int
+    args: dict[str, Any]  # distill.train fields (MindConfig + MindScriptArguments), output_dir excluded
+    folder: Path = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:  # the student by its weights, not only its path; the defaults too
+        weights = student_digest(self.args["student"]) if self.args.get("student") else None
+        self.key = digest({**train_defaults(), **self.args, "student_weights": weights}, 12)
+
+    def place(self, work: Path) -> Run:
+        self.folder = work / "runs" / f"{self.regime}-{self.strategy}-s{self.seed}-{self.key}"
+        return self
+
+    @property
+    def result_file(self) -> Path:
+        return self.folder / "result.json"
+
+    def done(self) -> dict[str, Any] | None:
+        """The finished run's record; None if there is none, or it is another config's."""
+        if self.result_file.is_file():
+            data = json.loads(self.result_file.read_text())
+            if data.get("key") == self.key and "compute" in data:
+                return data
+        return None
