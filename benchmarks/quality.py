@@ -58,7 +58,7 @@ import yaml
 
 from benchmarks._common import (QUIET_ENV, REPO_ROOT, check_device, emit, machine_info, make_progress, rnd,
                                 run_benchmark_parser, write_json, write_results)  # fmt: skip
-from benchmarks.quality_data import Regime, Run, digest, prepare_regimes, student_digest, train_defaults  # noqa: F401
+from benchmarks.quality_data import Regime, Run, prepare_regimes, student_digest
 from benchmarks.quality_report import SPLITS, build_report, busy_wall_seconds, write_markdown
 from data_schemas.run_files import MIND_SUMMARY, STAGE0
 from distill.strategies import STRATEGIES

@@ -9,7 +9,7 @@ import os
 import pytest
 import yaml
 
-from benchmarks import quality
+from benchmarks import quality, quality_data
 from benchmarks.quality_data import Regime
 from tests.recount import recounted_accuracy
 
@@ -199,11 +199,11 @@ def test_run_key_changes_with_a_default(tmp_path, monkeypatch):
     regime = Regime("full", tmp_path / "data", tmp_path / "val", {"max_steps": 7})
 
     def key() -> str:
-        quality.train_defaults.cache_clear()
+        quality_data.train_defaults.cache_clear()
         return quality.make_run(cfg, regime, tmp_path / "student", "final", "mind", 0).key
 
     before = key()
-    assert quality.train_defaults()["meta_target"] == MindConfig.__dataclass_fields__["meta_target"].default
+    assert quality_data.train_defaults()["meta_target"] == MindConfig.__dataclass_fields__["meta_target"].default
     monkeypatch.setattr(MindConfig.__dataclass_fields__["meta_target"], "default", "changed")
     assert key() != before
     monkeypatch.undo()
