@@ -177,6 +177,19 @@ def cpu_model() -> str | None:
     return None
 
 
+#: environment variables that change which CPU kernels torch and MKL pick (and so the float results)
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
+
+
+def cpu_kernels() -> dict[str, Any]:
+    """Which vector kernels torch uses here and the variables that choose them: training on another CPU (AVX-512
+    against AVX2) changes the floats and, over thousands of steps, the trained student (docs/benchmarks.md)."""
+    import torch
+
+    return {"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            **{k: os.environ[k] for k in KERNEL_ENV if k in os.environ}}  # fmt: skip
+
+
 def machine_info() -> dict[str, Any]:
     """Where the numbers come from (the load average shows how busy the shared machine was)."""
     return {
@@ -188,6 +201,7 @@ def machine_info() -> dict[str, Any]:
         "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "versions": {d: _version(d) for d in ("torch", "transformers", "trl", "tokenizers", "accelerate", "numpy", "prefect", "pyarrow", "duckdb", "math-verify")},
         "cpu_model": cpu_model(),
+        "cpu_kernels": cpu_kernels(),
     }
 
 

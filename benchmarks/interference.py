@@ -53,9 +53,10 @@ import yaml
 
 from benchmarks._common import (REPO_ROOT, check_device, emit, machine_info, make_progress, run_benchmark_parser,
                                 write_json, write_results)  # fmt: skip
-from benchmarks.quality import (STRATEGIES, Run, build_student, load_config, make_run, run_all, tune, tuned_entry,
+from benchmarks.quality import (STRATEGIES, Run, load_config, make_run, run_all, tune, tuned_entry,
                                 variant_settings)  # fmt: skip
-from benchmarks.quality_data import Regime, prepare_regimes, student_digest
+from benchmarks.quality_data import Regime, prepare_regimes
+from benchmarks.students import Students
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "interference" / "default.yaml"
 DOCS = REPO_ROOT / "docs"
@@ -105,6 +106,8 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
         raise fail("worlds", "a mapping of world names to {flaw_rate: x}")
     for name, spec in fam["worlds"].items():
         _check_world(fam, name, spec, fail)
+    if not isinstance(fam.setdefault("student_per_seed", False), bool):
+        raise fail("student_per_seed", f"true or false, got {fam['student_per_seed']!r}")
     if not isinstance(fam.get("train") or {}, dict):
         raise fail("train", "a mapping of distill.train settings (null removes the base config's)")
     fam.setdefault("variants", {})
@@ -272,7 +275,7 @@ def flops_per_step(records: list[dict[str, Any]], world: str, strategy: str) -> 
     return sum(rates) / len(rates) if rates else None
 
 
-def budget_runs(cfg: dict[str, Any], regime: Regime, student: Path, work: Path, strategies: list[str], seeds: list[int],
+def budget_runs(cfg: dict[str, Any], regime: Regime, student: Students, work: Path, strategies: list[str], seeds: list[int],
                 chosen: dict[str, dict[str, Any]], budget: float, per_step: dict[str, float]) -> list[Run]:  # fmt: skip
     """Runs whose whole schedule is sized to ``budget`` training FLOPs: ``max_steps`` = budget / the strategy's
     measured FLOPs per step, and the learning-rate warm-up scaled by the same factor as the steps."""
@@ -284,8 +287,17 @@ def budget_runs(cfg: dict[str, Any], regime: Regime, student: Path, work: Path, 
             continue
         steps = max(1, round(budget / per_step[s]))
         sized = {**(chosen.get(s) or {}), "max_steps": steps, "warmup_steps": round(warmup * steps / base_steps)}
-        runs += [make_run(cfg, regime, student, "budget", s, seed, sized).place(work) for seed in seeds]
+        runs += [make_run(cfg, regime, student(seed), "budget", s, seed, sized).place(work) for seed in seeds]
     return runs
+
+
+def family_seeds(fam: dict[str, Any]) -> set[int]:
+    """Every run seed the family's phases use (their students are built before any run)."""
+    seeds = {int(fam["tuning"].get("seed", 0)), *fam["calibration"].get("seeds", [0])}
+    seeds |= {s for lst in fam["seeds"].values() for s in lst}
+    for key in ("ablations", "frontier", "budgets"):
+        seeds |= set((fam.get(key) or {}).get("seeds", [0] if fam.get(key) else []))
+    return seeds
 
 
 def calibration_gap(records: list[dict[str, Any]], world: str) -> float | None:
@@ -310,7 +322,7 @@ class Study:
     fam: dict[str, Any]
     args: argparse.Namespace
     work: Path
-    student: Path
+    students: Students
     prepared: dict[str, tuple[dict[str, Any], Regime]]
     progress: Any
     chosen: dict[str, dict[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)
@@ -322,7 +334,8 @@ class Study:
         cfg, regime = self.prepared[world]
         if todo := [s for s in names if s not in self.chosen.get(world, {})]:
             a = self.args
-            picked, tried = tune(cfg, {world: regime}, self.student, self.work, todo, a.jobs, self.progress,
+            student = self.students(int(cfg["tuning"].get("seed", 0)))
+            picked, tried = tune(cfg, {world: regime}, student, self.work, todo, a.jobs, self.progress,
                                  not a.report_only, a.device)  # fmt: skip
             self.chosen.setdefault(world, {}).update(picked[world])
             self.tuning.extend(_tag(tried, world, self.fam["worlds"][world]["flaw_rate"]))
@@ -337,7 +350,7 @@ class Study:
 
     def make(self, world: str, phase: str, strategy: str, seed: int, overrides: dict[str, Any]) -> Run:
         cfg, regime = self.prepared[world]
-        return make_run(cfg, regime, self.student, phase, strategy, seed, overrides).place(self.work)
+        return make_run(cfg, regime, self.students(seed), phase, strategy, seed, overrides).place(self.work)
 
     # ------------------------------------------------------------------ the phases
     def calibrate(self, worlds: list[str], names: list[str], seeds: list[int]) -> list[dict[str, Any]]:
@@ -383,7 +396,7 @@ class Study:
             cfg, regime = self.prepared[world]
             per_step = {s: fps for s in names if (fps := flops_per_step(final, world, s))}
             for budget in map(float, spec["flops"]):
-                runs = budget_runs(cfg, regime, self.student, self.work, names, list(spec.get("seeds", [0])),
+                runs = budget_runs(cfg, regime, self.students, self.work, names, list(spec.get("seeds", [0])),
                                    self.chosen[world], budget, per_step)  # fmt: skip
                 done = self.execute(world, runs, f"equal FLOPs {budget:.3g}")
                 out += [{**r, "budget": budget} for r in done]
@@ -431,10 +444,12 @@ def main(argv: list[str] | None = None) -> int:
     extra: dict[str, list[dict[str, Any]]] = {"ablations": [], "frontier": [], "budgets": []}
     progress = make_progress()
     with progress:
-        progress.console.print(f"interference: stage-0 student; worlds' data into {work}")
-        student = build_student(fam["base_config"])
+        students = Students(fam["base_config"], fam["student_per_seed"])
+        progress.console.print(f"interference: stage-0 student{'s, one per seed' if students.per_seed else ''}; "
+                               f"worlds' data into {work}")  # fmt: skip
+        students.prepare(family_seeds(fam), args.jobs)
         prepared = {w: world_regime(fam, w, work) for w in dict.fromkeys([*cal_worlds, *worlds])}
-        study = Study(fam, args, work, student, prepared, progress)
+        study = Study(fam, args, work, students, prepared, progress)
         calibration = study.calibrate(cal_worlds, list(cal.get("strategies", ["all", ORACLE])), list(cal.get("seeds", [0])))
         gaps = {w: calibration_gap(calibration, w) for w in cal_worlds}
         passed = all(g is not None and g >= float(cal.get("min_gap", 0.0)) for g in gaps.values())
@@ -466,8 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         "oracle_views": clean_views(fam),
         "worlds": {w: {"flaw_rate": s["flaw_rate"], "teacher": _teacher(fam, w)} for w, s in fam["worlds"].items()},
         "machine": machine_info(),
-        "student": str(student),
-        "student_weights": student_digest(student),  # which stage-0 weights: a rebuilt student may differ
+        "students": students.record(),  # which stage-0 weights: a rebuilt student may differ
         "wall_seconds": time.perf_counter() - t0,
         "calibration_gap": gaps,
         "calibration_passed": passed,

@@ -441,15 +441,16 @@ def log_invocation(work: Path, wall_seconds: float, executed: int) -> list[dict[
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def build_student(cfg: dict[str, Any]) -> Path:
-    """The stage-0 student for the config's world (built once, cached under runs/students)."""
+def build_student(cfg: dict[str, Any], seed: int | None = None) -> Path:
+    """The stage-0 student for the config's world (built once, cached under runs/students), pretrained with
+    ``seed`` (default: the config's stage-0 seed)."""
     if cfg.get("student"):
         return Path(cfg["student"])
     from distill.pretrain import Stage0Settings
     from distill.default_student import ensure_default_student
     from pipeline.synthetic.world import WorldConfig
 
-    settings = Stage0Settings(**cfg["stage0"])
+    settings = Stage0Settings(**{**cfg["stage0"], **({} if seed is None else {"seed": seed})})
     return ensure_default_student(REPO_ROOT / "runs" / "students", seed=settings.seed, settings=settings,
                                   world=WorldConfig.from_dict(cfg["world"]))  # fmt: skip
 

@@ -33,10 +33,16 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+STAGE0_RECORD = "stage0.json"  # written by distill.pretrain beside the weights
+
+
 def student_digest(folder: str | Path) -> str:
-    """A digest of a student folder's config and weights: a run's key names the student by content, so a
-    rebuilt student with other weights never reuses runs of the earlier one ("missing" if there are none)."""
-    files = sorted(p for p in Path(folder).glob("*") if p.suffix in (".json", ".safetensors", ".bin") and p.is_file())
+    """A digest of a student folder's config, tokenizer and weights: a run's key names the student by content, so
+    a rebuilt student with other weights never reuses runs of the earlier one, and a bit-identical rebuild gives the
+    same digest ("missing" if there are no weights). ``stage0.json`` is left out: it records how the student was
+    built, wall times included."""
+    files = sorted(p for p in Path(folder).glob("*")
+                   if p.suffix in (".json", ".safetensors", ".bin") and p.name != STAGE0_RECORD and p.is_file())
     if not any(p.suffix in (".safetensors", ".bin") for p in files):
         return "missing"
     return digest({p.name: _file_sha256(str(p), (st := p.stat()).st_size, st.st_mtime_ns) for p in files}, 16)

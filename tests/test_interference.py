@@ -67,6 +67,7 @@ def _family(tmp_path, student=None, **changes) -> str:
         ({"select_on_validation": {"pick": ["all", "golden"]}}, "select_on_validation"),  # golden: not run
         ({"select_on_validation": {"pick": ["all"]}}, "select_on_validation"),
         ({"select_on_validation": {"oracle": ["all", "lowest_loss"]}}, "select_on_validation"),
+        ({"student_per_seed": "yes"}, "student_per_seed"),
     ],
 )  # fmt: skip
 def test_bad_family_configs_fail_naming_the_key(tmp_path, change, named):
@@ -74,6 +75,29 @@ def test_bad_family_configs_fail_naming_the_key(tmp_path, change, named):
     with pytest.raises(SystemExit) as err:
         interference.load_family(path)
     assert f"{path}: {named}:" in str(err.value)
+
+
+def test_each_seed_starts_from_its_own_student_only_when_asked(tmp_path):
+    from benchmarks.students import Students
+
+    built = []
+
+    def builder(cfg, seed):
+        built.append(seed)
+        return tmp_path / f"student-{seed}"
+
+    shared = Students({"stage0": {"seed": 3}}, per_seed=False, builder=builder)
+    assert shared(0) == shared(5) == tmp_path / "student-3" and built == [3]
+    per_seed = Students({"stage0": {"seed": 3}}, per_seed=True, builder=builder)
+    per_seed.prepare([2, 0, 2, 1])
+    assert built == [3, 0, 1, 2] and per_seed(1) == tmp_path / "student-1" and built[-1] == 2  # built once each
+    record = per_seed.record()
+    assert record["per_seed"] is True and list(record["by_stage0_seed"]) == ["0", "1", "2"]
+    assert record["by_stage0_seed"]["2"] == {"path": str(tmp_path / "student-2"), "weights": "missing"}
+    # the students to build before any run: every seed any phase uses
+    fam = interference.load_family(_family(tmp_path, student_per_seed=True, tuning={"seed": 7, "learning_rate": []},
+                                           frontier={"learning_rate": [1e-3], "seeds": [5]}, budgets={"flops": [1e9]}))
+    assert fam["student_per_seed"] is True and interference.family_seeds(fam) == {0, 1, 5, 7}
 
 
 def test_family_training_settings_override_the_base(tmp_path):
