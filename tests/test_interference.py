@@ -225,6 +225,9 @@ def test_worlds_differ_only_in_the_flawed_rationales(benchmark_run):
 def test_interference_benchmark_end_to_end(benchmark_run, capsys):
     tmp_path, argv, results = benchmark_run
     assert results["calibration_passed"] is True and set(results["calibration_gap"]) == {"noisy"}
+    students = results["students"]  # one student for every run (the config names it), by content
+    assert students["per_seed"] is False and list(students["by_stage0_seed"]) == ["0"]
+    assert len(students["by_stage0_seed"]["0"]["weights"]) == 16 and results["machine"]["cpu_kernels"]["torch_cpu_capability"]
     cal = results["calibration"]
     assert sorted((r["world"], r["strategy"], r["seed"]) for r in cal) == [("noisy", "all", 0), ("noisy", "oracle", 0)]
     budgeted = [r for r in results["runs"] if r["budget"] != "steps"]
