@@ -275,7 +275,7 @@ def flops_per_step(records: list[dict[str, Any]], world: str, strategy: str) -> 
     return sum(rates) / len(rates) if rates else None
 
 
-def budget_runs(cfg: dict[str, Any], regime: Regime, student: Students, work: Path, strategies: list[str], seeds: list[int],
+def budget_runs(cfg: dict[str, Any], regime: Regime, students: Students, work: Path, strategies: list[str], seeds: list[int],
                 chosen: dict[str, dict[str, Any]], budget: float, per_step: dict[str, float]) -> list[Run]:  # fmt: skip
     """Runs whose whole schedule is sized to ``budget`` training FLOPs: ``max_steps`` = budget / the strategy's
     measured FLOPs per step, and the learning-rate warm-up scaled by the same factor as the steps."""
@@ -287,7 +287,7 @@ def budget_runs(cfg: dict[str, Any], regime: Regime, student: Students, work: Pa
             continue
         steps = max(1, round(budget / per_step[s]))
         sized = {**(chosen.get(s) or {}), "max_steps": steps, "warmup_steps": round(warmup * steps / base_steps)}
-        runs += [make_run(cfg, regime, student(seed), "budget", s, seed, sized).place(work) for seed in seeds]
+        runs += [make_run(cfg, regime, students(seed), "budget", s, seed, sized).place(work) for seed in seeds]
     return runs
 
 
@@ -295,8 +295,9 @@ def family_seeds(fam: dict[str, Any]) -> set[int]:
     """Every run seed the family's phases use (their students are built before any run)."""
     seeds = {int(fam["tuning"].get("seed", 0)), *fam["calibration"].get("seeds", [0])}
     seeds |= {s for lst in fam["seeds"].values() for s in lst}
-    for key in ("ablations", "frontier", "budgets"):
-        seeds |= set((fam.get(key) or {}).get("seeds", [0] if fam.get(key) else []))
+    for spec in (fam.get(key) for key in ("ablations", "frontier", "budgets")):
+        if spec:
+            seeds |= set(spec.get("seeds", [0]))
     return seeds
 
 
