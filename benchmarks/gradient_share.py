@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import REPO_ROOT, RESULTS_DIR, machine_info, make_progress, write_json
-from benchmarks.quality import DEFAULT_CONFIG, Run, build_student, flop_grid, load_config, make_run, run_all, tune
+from benchmarks.quality import DEFAULT_CONFIG, Run, flop_grid, load_config, make_run, run_all, tune
+from benchmarks.students import build_student
 from benchmarks.quality_data import prepare_regimes
 
 

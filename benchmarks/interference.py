@@ -19,7 +19,8 @@ named by a hash of its settings; ``--report-only`` reports the runs finished so 
    rates tuned on validation, then ``calibration.seeds``. The phase diagram runs only when oracle minus
    ``all`` on test is at least ``calibration.min_gap`` points there (``--force`` runs it anyway).
 3. **Phase diagram**: every strategy on every world (``seeds`` per world), each with its learning rate
-   tuned per world on validation (``tuning``; test is never looked at).
+   tuned per world on validation (``tuning``; test is never looked at): seed 0's, or the mean over
+   ``tuning.seeds`` (each seed from its own student with ``student_per_seed``).
 4. **Equal FLOPs** (``budgets``): separate runs whose whole schedule is sized to each FLOP budget
    (``max_steps`` = the budget over the strategy's FLOPs per step measured in its phase-diagram runs;
    the learning-rate warm-up scaled with the steps), at the tuned learning rates.
@@ -53,7 +54,7 @@ import yaml
 
 from benchmarks._common import (REPO_ROOT, check_device, emit, machine_info, make_progress, run_benchmark_parser,
                                 write_json, write_results)  # fmt: skip
-from benchmarks.quality import (STRATEGIES, Run, load_config, make_run, run_all, tune, tuned_entry,
+from benchmarks.quality import (STRATEGIES, Run, load_config, make_run, run_all, tune, tuned_entry, tuning_seeds,
                                 variant_settings)  # fmt: skip
 from benchmarks.quality_data import Regime, prepare_regimes
 from benchmarks.students import Students
@@ -137,7 +138,10 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
         raise fail("seeds", "a mapping with a 'default' list (and optional per-world lists)")
     if unknown := set(seeds) - {"default"} - set(fam["worlds"]):
         raise fail("seeds", f"unknown world(s) {sorted(unknown)}")
-    fam.setdefault("tuning", {})
+    try:
+        tuning_seeds(fam.setdefault("tuning", {}))
+    except ValueError as exc:
+        raise fail(*str(exc).split(": ", 1)) from None
     if quick:  # the first and the last world, one seed, no tuning (the base config's learning rate)
         names = list(fam["worlds"])
         fam["worlds"] = {w: fam["worlds"][w] for w in dict.fromkeys([names[0], names[-1]])}
@@ -293,7 +297,7 @@ def budget_runs(cfg: dict[str, Any], regime: Regime, students: Students, work: P
 
 def family_seeds(fam: dict[str, Any]) -> set[int]:
     """Every run seed the family's phases use (their students are built before any run)."""
-    seeds = {int(fam["tuning"].get("seed", 0)), *fam["calibration"].get("seeds", [0])}
+    seeds = {*tuning_seeds(fam["tuning"]), *fam["calibration"].get("seeds", [0])}
     seeds |= {s for lst in fam["seeds"].values() for s in lst}
     for spec in (fam.get(key) for key in ("ablations", "frontier", "budgets")):
         if spec:
@@ -335,8 +339,7 @@ class Study:
         cfg, regime = self.prepared[world]
         if todo := [s for s in names if s not in self.chosen.get(world, {})]:
             a = self.args
-            student = self.students(int(cfg["tuning"].get("seed", 0)))
-            picked, tried = tune(cfg, {world: regime}, student, self.work, todo, a.jobs, self.progress,
+            picked, tried = tune(cfg, {world: regime}, self.students, self.work, todo, a.jobs, self.progress,
                                  not a.report_only, a.device)  # fmt: skip
             self.chosen.setdefault(world, {}).update(picked[world])
             self.tuning.extend(_tag(tried, world, self.fam["worlds"][world]["flaw_rate"]))

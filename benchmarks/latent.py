@@ -47,7 +47,8 @@ import yaml
 
 from benchmarks._common import REPO_ROOT, emit, machine_info, make_progress, quiet_libraries
 from benchmarks.latent_report import SINGLE, STAGE0, Points, shown_path, single_view_points, write_outputs
-from benchmarks.quality import Run, build_student, make_run, planned_runs, run_all, tune
+from benchmarks.quality import Run, make_run, planned_runs, run_all, tune
+from benchmarks.students import build_student
 from benchmarks.quality import load_config as load_quality_config
 from benchmarks.quality_data import Regime, digest, prepare_regimes
 

@@ -22,7 +22,9 @@ Steps (settings in the YAML config; ``--quick`` shrinks them for a smoke run):
    variant: a strategy with fixed settings listed under ``strategies``) at each learning
    rate of ``tuning.learning_rate`` (a best rate at the grid's edge also tries one factor of 2
    beyond it, ``tuning.extend_edges`` times at most); then MIND's method settings (``tuning.mind``,
-   each tried alone at MIND's best rate). Tuning runs evaluate the validation split only.
+   each tried alone at MIND's best rate), by validation at ``tuning.seed`` (0), or by the mean validation
+   over ``tuning.seeds`` (these runs are evaluated on every split, so the runs at the chosen settings are
+   reused, but only validation is compared); one-seed tuning runs evaluate the validation split only.
 4. **Runs**, regime by regime (tuning, then the runs), seed-major within a regime (after round
    k every strategy has k seeds): the headline strategies (``seeds``), each also evaluated along the shared FLOP grid (``curve``: accuracy
    on ``curve.questions`` questions of ``curve.splits`` whenever its training FLOPs reach a grid
@@ -49,7 +51,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,8 @@ from benchmarks._common import (QUIET_ENV, REPO_ROOT, check_device, emit, machin
                                 run_benchmark_parser, write_json, write_results)  # fmt: skip
 from benchmarks.quality_data import Regime, Run, prepare_regimes, student_digest
 from benchmarks.quality_report import SPLITS, build_report, busy_wall_seconds, write_markdown
-from data_schemas.run_files import MIND_SUMMARY, STAGE0
+from benchmarks.students import build_student, stage0_record
+from data_schemas.run_files import MIND_SUMMARY
 from distill.strategies import STRATEGIES
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "quality" / "default.yaml"
@@ -114,6 +117,10 @@ def load_config(path: str | Path, quick: bool = False) -> dict[str, Any]:
     for name, spec in cfg["regimes"].items():
         if unknown := set(spec or {}) - {"select", "train"}:
             raise SystemExit(f"error: {path}: regimes.{name}: unknown key(s) {sorted(unknown)} (select, train)")
+    try:
+        tuning_seeds(cfg["tuning"])
+    except ValueError as exc:
+        raise SystemExit(f"error: {path}: {exc}") from None
     if quick:
         cfg = _quick(cfg)
     return cfg
@@ -128,6 +135,8 @@ def _quick(cfg: dict[str, Any]) -> dict[str, Any]:
     tuning = dict(cfg["tuning"])
     tuning["learning_rate"] = list(tuning.get("learning_rate") or [])[:2]
     tuning["mind"] = list(tuning.get("mind") or [])[:1]
+    if "seeds" in tuning:
+        tuning["seeds"] = tuning["seeds"][:1]
     tuning["extend_edges"] = min(1, int(tuning.get("extend_edges", 0)))
     cfg["tuning"] = tuning
     ab = dict(cfg["ablations"])
@@ -196,7 +205,9 @@ def make_run(cfg: dict[str, Any], regime: Regime, student: Path, phase: str, str
         "data": str(regime.data),
         "validation_data": str(regime.validation),
         "student": str(student),
-        "eval_splits": "" if phase == "tune" else ",".join(SPLITS),  # tuning never looks at test
+        # a tuning run at one seed evaluates validation only; with ``tuning.seeds`` the tuning runs are the run seeds' own
+    # runs, evaluated on every split once and reused by the phases (the choice still reads validation only)
+    "eval_splits": "" if phase == "tune" and "seeds" not in cfg["tuning"] else ",".join(SPLITS),
         "save_strategy": "no",
         "report_to": "none",
         "disable_tqdm": True,
@@ -316,7 +327,7 @@ def run_all(runs: list[Run], jobs: int, progress: Any, label: str, execute_missi
     for i, run in enumerate(runs):
         if (done := run.done()) is not None:
             done.setdefault("finished_at", run.result_file.stat().st_mtime)
-            results[i] = done
+            results[i] = {**done, "phase": run.phase}  # the phase asking for it: another phase may have trained it
             progress.advance(task)
         else:
             todo.append(i)
@@ -331,10 +342,11 @@ def run_all(runs: list[Run], jobs: int, progress: Any, label: str, execute_missi
                     busy.append(i)
                     continue
                 results[i] = r
-                shown = f"test {r['metrics']['test']:.1%}" if "test" in r["metrics"] else "validation only"
+                r["phase"] = runs[i].phase
+                shown = f"test {r['metrics']['test']:.1%}" if "test" in r["metrics"] and r["phase"] != "tune" else ""
                 progress.console.print(
-                    f"  {label}: {r['regime']} {r['strategy']} seed {r['seed']}: validation {r['validation']:.1%}, "
-                    f"{shown} ({r['wall_seconds']:.0f} s)"
+                    f"  {label}: {r['regime']} {r['strategy']} seed {r['seed']}: validation {r['validation']:.1%}"
+                    f"{', ' + shown if shown else ''} ({r['wall_seconds']:.0f} s)"
                 )
                 progress.advance(task)
         if busy:
@@ -344,18 +356,32 @@ def run_all(runs: list[Run], jobs: int, progress: Any, label: str, execute_missi
 
 
 # ====================================================================== tuning
-def tune(cfg: dict[str, Any], regimes: dict[str, Regime], student: Path, work: Path, strategies: list[str], jobs: int,
-         progress: Any, execute_missing: bool = True, device: str = "cpu") -> tuple[dict[str, dict[str, dict[str, Any]]], list[dict[str, Any]]]:  # fmt: skip
-    """Per regime and strategy, the settings with the best validation accuracy; every tuning run."""
+def tuning_seeds(tuning: dict[str, Any]) -> list[int]:
+    """The seeds whose mean validation tuning compares: ``tuning.seeds``, else the one ``tuning.seed`` (0)."""
+    if "seeds" in tuning and "seed" in tuning:
+        raise ValueError("tuning: give 'seed' or 'seeds', not both")
+    seeds = tuning.get("seeds", [tuning.get("seed", 0)])
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds) or len(set(seeds)) < len(seeds):
+        raise ValueError(f"tuning.seeds: a non-empty list of distinct integer seeds, got {seeds!r}")
+    return seeds
+
+
+def tune(cfg: dict[str, Any], regimes: dict[str, Regime], students: Path | Callable[[int], Path], work: Path,
+         strategies: list[str], jobs: int, progress: Any, execute_missing: bool = True,
+         device: str = "cpu") -> tuple[dict[str, dict[str, dict[str, Any]]], list[dict[str, Any]]]:  # fmt: skip
+    """Per regime and strategy, the settings with the best validation accuracy, averaged over the tuning seeds
+    (each seed's run starts from ``students(seed)``, or from the one student given); every tuning run."""
     tuning = cfg["tuning"]
-    seed = tuning.get("seed", 0)
+    seeds = tuning_seeds(tuning)
+    student_of = students if callable(students) else (lambda _seed: students)
     lrs = tuning.get("learning_rate") or []
     tuned = list(strategies)  # headline variants too: their fixed settings may want another rate
     chosen: dict[str, dict[str, dict[str, Any]]] = {r: {s: {} for s in strategies} for r in regimes}
     searched: list[dict[str, Any]] = []
 
     def runs_of(pairs: list[tuple[str, str, dict[str, Any]]]) -> list[Run]:
-        return [make_run(cfg, regimes[r], student, "tune", s, seed, o).place(work) for r, s, o in pairs]
+        return [make_run(cfg, regimes[r], student_of(seed), "tune", s, seed, o).place(work)
+                for r, s, o in pairs for seed in seeds]  # fmt: skip
 
     if lrs:
         pairs = [(r, s, {"learning_rate": lr}) for r in regimes for s in tuned for lr in lrs]
@@ -365,7 +391,8 @@ def tune(cfg: dict[str, Any], regimes: dict[str, Regime], student: Path, work: P
             for r in regimes:
                 for s in tuned:
                     mine = [x for x in results if x["regime"] == r and x["strategy"] == s]
-                    if len(mine) == len({x["config"]["learning_rate"] for x in mine}) and (lr := _beyond_edge(mine)):
+                    complete = len(mine) == len(seeds) * len({x["config"]["learning_rate"] for x in mine})
+                    if complete and (lr := _beyond_edge(mine)):
                         beyond.append((r, s, {"learning_rate": lr}))
             if not beyond:
                 break
@@ -376,27 +403,35 @@ def tune(cfg: dict[str, Any], regimes: dict[str, Regime], student: Path, work: P
         searched += results
         for r in regimes:
             for s in tuned:
-                mine = [x for x in results if x["regime"] == r and x["strategy"] == s]
-                if mine:
-                    chosen[r][s]["learning_rate"] = _best_lr_run(mine)["config"]["learning_rate"]
+                if mine := [x for x in results if x["regime"] == r and x["strategy"] == s]:
+                    chosen[r][s]["learning_rate"] = _best_lr(mine)
     if "mind" in tuned and tuning.get("mind"):
-        # {} first: MIND at its tuned rate with the defaults (the learning-rate run itself, reused)
+        # {} first: MIND at its tuned rate with the defaults (the learning-rate runs themselves, reused)
         options = [{}, *tuning["mind"]]
         pairs = [(r, "mind", {**chosen[r]["mind"], **o}) for r in regimes for o in options]
         results = run_all(runs_of(pairs), jobs, progress, "tuning: MIND settings", execute_missing, device)
         searched += [x for x in results if x["key"] not in {y["key"] for y in searched}]
-        keys = set().union(*(o.keys() for o in tuning["mind"]))
+        keys = sorted(set().union(*(o.keys() for o in tuning["mind"])))
         for r in regimes:
-            mine = [x for x in results if x["regime"] == r]
-            if mine:  # the first of the best wins: a tie keeps the defaults
-                best = max(mine, key=lambda x: x["validation"])
-                chosen[r]["mind"] = {**chosen[r]["mind"], **{k: best["config"][k] for k in keys if k in best["config"]}}
+            means = _mean_validation([x for x in results if x["regime"] == r], lambda x: tuple(x["config"].get(k) for k in keys))
+            if means:  # the first of the best wins: a tie keeps the defaults
+                best = max(means, key=means.__getitem__)
+                chosen[r]["mind"] = {**chosen[r]["mind"], **{k: v for k, v in zip(keys, best) if v is not None}}
     return chosen, searched
 
 
-def _best_lr_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Best validation accuracy; a tie goes to the lower learning rate."""
-    return max(runs, key=lambda r: (r["validation"], -r["config"]["learning_rate"]))
+def _mean_validation(runs: list[dict[str, Any]], setting: Callable[[dict[str, Any]], Any]) -> dict[Any, float]:
+    """Mean validation accuracy (over seeds) per setting, in the order the settings first appear."""
+    by: dict[Any, list[float]] = {}
+    for r in runs:
+        by.setdefault(setting(r), []).append(r["validation"])
+    return {k: sum(v) / len(v) for k, v in by.items()}
+
+
+def _best_lr(runs: list[dict[str, Any]]) -> float:
+    """The learning rate with the best mean validation accuracy; a tie goes to the lower rate."""
+    means = _mean_validation(runs, lambda r: r["config"]["learning_rate"])
+    return max(means, key=lambda lr: (means[lr], -lr))
 
 
 def _beyond_edge(runs: list[dict[str, Any]]) -> float | None:
@@ -404,7 +439,7 @@ def _beyond_edge(runs: list[dict[str, Any]]) -> float | None:
     tried = sorted({r["config"]["learning_rate"] for r in runs})
     if len(tried) < 2:
         return None
-    best = _best_lr_run(runs)["config"]["learning_rate"]
+    best = _best_lr(runs)
     return best / 2 if best == tried[0] else best * 2 if best == tried[-1] else None
 
 
@@ -439,20 +474,6 @@ def log_invocation(work: Path, wall_seconds: float, executed: int) -> list[dict[
         fh.write(json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": round(wall_seconds, 1),
                              "runs_executed": executed}) + "\n")  # fmt: skip
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def build_student(cfg: dict[str, Any], seed: int | None = None) -> Path:
-    """The stage-0 student for the config's world (built once, cached under runs/students), pretrained with
-    ``seed`` (default: the config's stage-0 seed)."""
-    if cfg.get("student"):
-        return Path(cfg["student"])
-    from distill.pretrain import Stage0Settings
-    from distill.default_student import ensure_default_student
-    from pipeline.synthetic.world import WorldConfig
-
-    settings = Stage0Settings(**{**cfg["stage0"], **({} if seed is None else {"seed": seed})})
-    return ensure_default_student(REPO_ROOT / "runs" / "students", seed=settings.seed, settings=settings,
-                                  world=WorldConfig.from_dict(cfg["world"]))  # fmt: skip
 
 
 # ====================================================================== main
@@ -505,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         "regimes": {name: regime.describe() for name, regime in regimes.items()},
         "student": str(student),
         "student_weights": student_digest(student),
-        "stage0": _stage0_record(student),
+        "stage0": stage0_record(student),
         "wall_seconds": time.perf_counter() - t0,
         "runs_executed": executed,
         "runs_planned": len(runs),
@@ -553,16 +574,6 @@ def _apply_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:
     """A run's record for quality.json: everything but its per-window history and curve."""
     return {k: v for k, v in record.items() if k not in ("history", "curve")}
-
-
-def _stage0_record(student: Path) -> dict[str, Any] | None:
-    """The stage-0 student's own record (its retention accuracy before any distillation)."""
-    path = Path(student) / STAGE0
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text())
-    return {"retention_accuracy": data.get("retention_accuracy"), "retention_n": (data.get("retention") or {}).get("n"),
-            "seconds": data.get("seconds")}
 
 
 if __name__ == "__main__":

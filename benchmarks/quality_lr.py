@@ -27,7 +27,8 @@ from typing import Any
 import yaml
 
 from benchmarks._common import REPO_ROOT, make_progress, write_results
-from benchmarks.quality import DEFAULT_CONFIG, build_student, load_config, make_run, run_all
+from benchmarks.quality import DEFAULT_CONFIG, load_config, make_run, run_all
+from benchmarks.students import build_student
 from benchmarks.quality_data import prepare_regimes
 
 

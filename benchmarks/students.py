@@ -10,14 +10,40 @@ stage 0 pretrained with seed ``k``, so the seeds vary the student as well as the
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.quality import build_student
+from benchmarks._common import REPO_ROOT
 from benchmarks.quality_data import student_digest
+from data_schemas.run_files import STAGE0
+
+
+def build_student(cfg: dict[str, Any], seed: int | None = None) -> Path:
+    """The stage-0 student for the config's world (built once, cached under runs/students), pretrained with
+    ``seed`` (default: the config's stage-0 seed)."""
+    if cfg.get("student"):
+        return Path(cfg["student"])
+    from distill.pretrain import Stage0Settings
+    from distill.default_student import ensure_default_student
+    from pipeline.synthetic.world import WorldConfig
+
+    settings = Stage0Settings(**{**cfg["stage0"], **({} if seed is None else {"seed": seed})})
+    return ensure_default_student(REPO_ROOT / "runs" / "students", seed=settings.seed, settings=settings,
+                                  world=WorldConfig.from_dict(cfg["world"]))  # fmt: skip
+
+
+def stage0_record(student: Path) -> dict[str, Any] | None:
+    """The stage-0 student's own record (its retention accuracy before any distillation)."""
+    path = Path(student) / STAGE0
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return {"retention_accuracy": data.get("retention_accuracy"), "retention_n": (data.get("retention") or {}).get("n"),
+            "seconds": data.get("seconds")}
 
 
 @dataclasses.dataclass

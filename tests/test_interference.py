@@ -68,6 +68,10 @@ def _family(tmp_path, student=None, **changes) -> str:
         ({"select_on_validation": {"pick": ["all"]}}, "select_on_validation"),
         ({"select_on_validation": {"oracle": ["all", "lowest_loss"]}}, "select_on_validation"),
         ({"student_per_seed": "yes"}, "student_per_seed"),
+        ({"tuning": {"seeds": []}}, "tuning.seeds"),
+        ({"tuning": {"seeds": [0, 0]}}, "tuning.seeds"),
+        ({"tuning": {"seeds": "0,1"}}, "tuning.seeds"),
+        ({"tuning": {"seed": 0, "seeds": [1, 2]}}, "tuning"),
     ],
 )  # fmt: skip
 def test_bad_family_configs_fail_naming_the_key(tmp_path, change, named):
@@ -98,6 +102,8 @@ def test_each_seed_starts_from_its_own_student_only_when_asked(tmp_path):
     fam = interference.load_family(_family(tmp_path, student_per_seed=True, tuning={"seed": 7, "learning_rate": []},
                                            frontier={"learning_rate": [1e-3], "seeds": [5]}, budgets={"flops": [1e9]}))
     assert fam["student_per_seed"] is True and interference.family_seeds(fam) == {0, 1, 5, 7}
+    fam = interference.load_family(_family(tmp_path, student_per_seed=True, tuning={"seeds": [8, 9], "learning_rate": []}))
+    assert interference.family_seeds(fam) == {0, 1, 8, 9}
 
 
 def test_family_training_settings_override_the_base(tmp_path):

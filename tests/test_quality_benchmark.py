@@ -315,6 +315,45 @@ def test_tuning_looks_beyond_the_grids_edge():
     assert quality._beyond_edge([run(1e-3, 0.5)]) is None  # one rate: no range to extend
 
 
+def test_tuning_over_seeds_picks_the_best_mean_validation_each_seed_from_its_student(tmp_path, monkeypatch):
+    """With ``tuning.seeds`` every setting runs at every seed, from that seed's student, evaluated on every split
+    (the phases reuse the runs); the choice is the best mean validation, never test. One seed decides otherwise."""
+    val = {(1e-3, 0): 0.60, (1e-3, 1): 0.30, (1e-3, 2): 0.30,  # seed 0 alone prefers 1e-3 ...
+           (2e-3, 0): 0.50, (2e-3, 1): 0.45, (2e-3, 2): 0.45}  # ... the mean over the seeds 2e-3  # fmt: skip
+    asked: list = []
+
+    def fake_run_all(runs, jobs, progress, label, execute_missing=True, device="cpu"):
+        asked.extend(runs)
+        out = []
+        for r in runs:
+            v = val[(r.args["learning_rate"], r.seed)] + (0.2 if r.args.get("meta_warmup_epochs") == 6 and r.seed else 0)
+            out.append({"key": r.key, "regime": r.regime, "strategy": r.strategy, "seed": r.seed, "config": r.args,
+                        "validation": v, "metrics": {"test": 1.0 - v}})  # test disagrees: it must not count
+        return out
+
+    monkeypatch.setattr(quality, "run_all", fake_run_all)
+    tuning = {"learning_rate": [1e-3, 2e-3], "mind": [{"meta_warmup_epochs": 6}]}
+    regime = Regime("paper", tmp_path / "data", tmp_path / "val", {})
+
+    def tuned(tuning):
+        asked.clear()
+        cfg = {"train": {}, "variants": {}, "tuning": tuning}
+        chosen, _ = quality.tune(cfg, {"paper": regime}, lambda seed: tmp_path / f"student-{seed}", tmp_path,
+                                 ["all", "mind"], 1, None)  # fmt: skip
+        return chosen["paper"]
+
+    picked = tuned({**tuning, "seeds": [0, 1, 2]})
+    assert picked["all"] == {"learning_rate": 2e-3} and picked["mind"] == {"learning_rate": 2e-3, "meta_warmup_epochs": 6}
+    assert {(r.seed, r.args["student"]) for r in asked} == {(s, str(tmp_path / f"student-{s}")) for s in (0, 1, 2)}
+    assert all(r.args["eval_splits"] == ",".join(quality.SPLITS) for r in asked)
+    final = quality.make_run({"train": {}, "variants": {}, "tuning": {"seeds": [0, 1, 2]}}, regime, tmp_path / "student-1",
+                             "final", "all", 1, {"learning_rate": 2e-3})  # fmt: skip
+    assert final.key in {r.key for r in asked}  # the phase's run is a tuning run: trained once
+    picked = tuned({**tuning, "seed": 0})  # seed 0 alone: its best rate; the MIND option ties there, defaults kept
+    assert picked["all"] == {"learning_rate": 1e-3} and picked["mind"] == {"learning_rate": 1e-3}
+    assert {r.seed for r in asked} == {0} and all(r.args["eval_splits"] == "" for r in asked)
+
+
 def test_busy_wall_time_is_the_union_of_run_intervals():
     runs = [{"finished_at": 10.0, "wall_seconds": 10.0}, {"finished_at": 15.0, "wall_seconds": 10.0},  # 0-10, 5-15
             {"finished_at": 40.0, "wall_seconds": 5.0}, {"wall_seconds": 99.0}]  # 35-40; no timestamp: left out
