@@ -243,6 +243,26 @@ def _frontier_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _tuning_lines(results: dict[str, Any]) -> list[str]:
+    """Per world, each strategy's mean validation (over the tuning seeds) at every learning rate tried; * the chosen."""
+    tuning = results.get("tuning") or {}
+    by: dict[tuple[str, str, float], list[float]] = {}
+    for r in tuning.get("runs") or []:
+        by.setdefault((r["world"], r["strategy"], r["config"]["learning_rate"]), []).append(r["validation"])
+    lines = []
+    for w in dict.fromkeys(k[0] for k in by):
+        rates = sorted({k[2] for k in by if k[0] == w})
+        lines += [f"### Tuning: world `{w}` (validation %, mean over the tuning seeds; * chosen)", "",
+                  "| strategy | " + " | ".join(f"{lr:g}" for lr in rates) + " |", "|---|" + "---|" * len(rates)]  # fmt: skip
+        for s in dict.fromkeys(k[1] for k in by if k[0] == w):
+            chosen = ((tuning.get("chosen") or {}).get(w, {}).get(s) or {}).get("learning_rate")
+            cells = [(f"{100 * sum(v) / len(v):.1f} ({len(v)}){'*' if lr == chosen else ''}" if (v := by.get((w, s, lr))) else "–")
+                     for lr in rates]  # fmt: skip
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def _pct(ms: dict[str, float] | None) -> str:
     return "–" if not ms or ms.get("mean") != ms.get("mean") else f"{100 * ms['mean']:.1f} ± {100 * ms['std']:.1f}"
 
@@ -323,6 +343,7 @@ def markdown_block(results: dict[str, Any], image: Path | None, frontier_image: 
     lines += _frontier_lines(results)
     if frontier_image is not None:
         lines += [f"![accuracy against forgetting]({'img/' + frontier_image.name})", ""]
+    lines += _tuning_lines(results)
     lines.append("<!-- END INTERFERENCE -->")
     return "\n".join(lines)
 

@@ -145,6 +145,20 @@ def _run(world, strategy, seed, validation, flops=1.0):
             "budget": "steps", "key": f"{world}-{strategy}-{seed}"}  # fmt: skip
 
 
+def test_the_report_shows_each_rates_mean_validation_over_the_tuning_seeds_and_the_choice():
+    from benchmarks.interference_report import _tuning_lines
+
+    def run(world, strategy, lr, seed, val):
+        return {"world": world, "strategy": strategy, "seed": seed, "config": {"learning_rate": lr}, "validation": val}
+
+    runs = [run("clean", "all", 1e-3, 0, 0.5), run("clean", "all", 1e-3, 1, 0.3), run("clean", "all", 2e-3, 0, 0.4),
+            run("clean", "all", 2e-3, 1, 0.6), run("clean", "mind", 2e-3, 0, 0.2)]  # fmt: skip
+    lines = _tuning_lines({"tuning": {"runs": runs, "chosen": {"clean": {"all": {"learning_rate": 2e-3}, "mind": {}}}}})
+    assert lines[0].startswith("### Tuning: world `clean`") and lines[2] == "| strategy | 0.001 | 0.002 |"
+    assert "| all | 40.0 (2) | 50.0 (2)* |" in lines and "| mind | – | 20.0 (1) |" in lines
+    assert _tuning_lines({}) == []
+
+
 def test_chosen_on_validation_picks_per_world_and_seed_and_counts_every_runs_flops():
     from benchmarks.interference_report import chosen_on_validation
 
