@@ -17,7 +17,8 @@ Steps (settings in the YAML config; ``--quick`` shrinks them for a smoke run):
    **regime**: ``full`` trains on every other question, ``paper`` on a hard-first selection
    (:mod:`pipeline.select`: every question the teacher failed in some view first, ~500 in all).
 2. **Student**: the embedded default for that world (stage-0 pretrained on the retention skill,
-   cached under ``runs/students``): every run starts from the same weights.
+   cached under ``runs/students``): every run starts from the same weights, or with
+   ``student_per_seed: true`` seed k's runs from the student stage 0 pretrains with seed k.
 3. **Tuning** (validation only, never test), per regime: every headline strategy (and headline
    variant: a strategy with fixed settings listed under ``strategies``) at each learning
    rate of ``tuning.learning_rate`` (a best rate at the grid's edge also tries one factor of 2
@@ -62,7 +63,7 @@ from benchmarks._common import (QUIET_ENV, REPO_ROOT, check_device, emit, machin
                                 run_benchmark_parser, write_json, write_results)  # fmt: skip
 from benchmarks.quality_data import Regime, Run, prepare_regimes, student_digest
 from benchmarks.quality_report import SPLITS, build_report, busy_wall_seconds, write_markdown
-from benchmarks.students import build_student, stage0_record
+from benchmarks.students import Students, stage0_record, student_of
 from data_schemas.run_files import MIND_SUMMARY
 from distill.strategies import STRATEGIES
 
@@ -97,6 +98,8 @@ def load_config(path: str | Path, quick: bool = False) -> dict[str, Any]:
     cfg.setdefault("validation_questions", 150)
     cfg.setdefault("ablations", {"variants": [], "regimes": [], "seeds": []})
     cfg.setdefault("curve", {})
+    if not isinstance(cfg.setdefault("student_per_seed", False), bool):
+        raise SystemExit(f"error: {path}: student_per_seed: true or false, got {cfg['student_per_seed']!r}")
     for name, spec in cfg["variants"].items():
         if not isinstance(spec, dict) or ("strategy" in spec) == ("base" in spec):
             raise SystemExit(f"error: {path}: variants.{name}: needs 'strategy' (one of {', '.join(STRATEGIES)}) "
@@ -373,14 +376,14 @@ def tune(cfg: dict[str, Any], regimes: dict[str, Regime], students: Path | Calla
     (each seed's run starts from ``students(seed)``, or from the one student given); every tuning run."""
     tuning = cfg["tuning"]
     seeds = tuning_seeds(tuning)
-    student_of = students if callable(students) else (lambda _seed: students)
+    student_of_seed = student_of(students)
     lrs = tuning.get("learning_rate") or []
     tuned = list(strategies)  # headline variants too: their fixed settings may want another rate
     chosen: dict[str, dict[str, dict[str, Any]]] = {r: {s: {} for s in strategies} for r in regimes}
     searched: list[dict[str, Any]] = []
 
     def runs_of(pairs: list[tuple[str, str, dict[str, Any]]]) -> list[Run]:
-        return [make_run(cfg, regimes[r], student_of(seed), "tune", s, seed, o).place(work)
+        return [make_run(cfg, regimes[r], student_of_seed(seed), "tune", s, seed, o).place(work)
                 for r, s, o in pairs for seed in seeds]  # fmt: skip
 
     if lrs:
@@ -444,15 +447,18 @@ def _beyond_edge(runs: list[dict[str, Any]]) -> float | None:
 
 
 # ====================================================================== the comparison
-def planned_runs(cfg: dict[str, Any], regimes: dict[str, Regime], student: Path, work: Path, strategies: list[str],
-                 chosen: dict[str, dict[str, dict[str, Any]]]) -> list[Run]:  # fmt: skip
-    """Every headline and ablation run, seed-major: after round k each strategy has its first k seeds."""
+def planned_runs(cfg: dict[str, Any], regimes: dict[str, Regime], students: Path | Callable[[int], Path], work: Path,
+                 strategies: list[str], chosen: dict[str, dict[str, dict[str, Any]]]) -> list[Run]:  # fmt: skip
+    """Every headline and ablation run, seed-major: after round k each strategy has its first k seeds (each from
+    ``students(seed)``, or from the one student given)."""
+    student_of_seed = student_of(students)
     grid = flop_grid(cfg.get("curve", {}))
     ab = cfg.get("ablations", {})
     rounds = sorted(set(cfg["seeds"]) | set(ab.get("seeds", [])), key=lambda s: (
         cfg["seeds"].index(s) if s in cfg["seeds"] else len(cfg["seeds"])))  # fmt: skip
     runs = []
     for seed in rounds:
+        student = student_of_seed(seed)
         for r, regime in regimes.items():
             if seed in cfg["seeds"]:
                 runs += [make_run(cfg, regime, student, "final", s, seed, chosen[r].get(s), grid) for s in strategies]
@@ -495,8 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     with progress:
         progress.console.print(f"quality: data (synthesize flow, validation hold-out, regimes) into {work}")
         regimes = prepare_regimes(cfg, work)
-        progress.console.print("quality: stage-0 student (built once per world, cached)")
-        student = build_student(cfg)
+        students = Students(cfg, cfg["student_per_seed"])
+        progress.console.print(f"quality: stage-0 student{'s, one per seed' if students.per_seed else ''} (cached)")
+        students.prepare([*cfg["seeds"], *cfg["ablations"].get("seeds", []), *tuning_seeds(cfg["tuning"])], args.jobs)
+        student = students(cfg["seeds"][0])  # the first seed's: the report's stage-0 retention
         strategies = list(cfg["strategies"])
         before = sum(1 for _ in (work / "runs").glob("*/result.json")) if (work / "runs").exists() else 0
         chosen, searched, runs, final = {}, [], [], []
@@ -505,10 +513,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_tune:
                 picked, tried = {name: {s: {} for s in strategies}}, []
             else:
-                picked, tried = tune(cfg, one, student, work, strategies, args.jobs, progress, live, args.device)
+                picked, tried = tune(cfg, one, students, work, strategies, args.jobs, progress, live, args.device)
             chosen |= picked
             searched += tried
-            planned = planned_runs(cfg, one, student, work, strategies, picked)
+            planned = planned_runs(cfg, one, students, work, strategies, picked)
             runs += planned
             final += run_all(planned, args.jobs, progress, f"{name}: comparison", live, args.device)
         executed = sum(1 for _ in (work / "runs").glob("*/result.json")) - before
@@ -527,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         "student": str(student),
         "student_weights": student_digest(student),
         "stage0": stage0_record(student),
+        "students": students.record(),
         "wall_seconds": time.perf_counter() - t0,
         "runs_executed": executed,
         "runs_planned": len(runs),

@@ -46,6 +46,11 @@ def stage0_record(student: Path) -> dict[str, Any] | None:
             "seconds": data.get("seconds")}
 
 
+def student_of(students: Path | Callable[[int], Path]) -> Callable[[int], Path]:
+    """``seed -> student folder``: a :class:`Students` (or any such callable) as it is, one folder for every seed."""
+    return students if callable(students) else (lambda _seed: Path(students))
+
+
 @dataclasses.dataclass
 class Students:
     """Which student a run of each seed starts from (built on first need, cached under ``runs/students``)."""

@@ -85,6 +85,7 @@ def test_quality_benchmark_end_to_end(tmp_path, tiny_lm_dirs, capsys):
     assert set(curves["pairwise"]) == {"random"} and curves["pairwise"]["random"]["flops"] >= curves["paired_at"]
     assert results["devices"] == {"paper": {"cpu": 5}, "full": {"cpu": 4}}
     assert all(r["device"] == "cpu" for r in steps_runs)
+    assert results["students"]["per_seed"] is False and len(results["students"]["by_stage0_seed"]) == 1  # one student
     # tuning: per regime 2 strategies x 2 rates (+ edge extensions), then one MIND setting; validation only
     tuning = results["tuning"]
     assert all(t["phase"] == "tune" and set(t["metrics"]) == set() for t in tuning["runs"])
@@ -243,6 +244,17 @@ def test_quality_variants_map_to_their_strategy(tmp_path):
     path.write_text(yaml.safe_dump({**cfg, "variants": {}, "strategies": ["golden"], "regimes": {"paper": {"selct": {}}}}))
     with pytest.raises(SystemExit, match="regimes.paper"):
         quality.load_config(path)
+    for bad, named in (({"student_per_seed": "yes"}, "student_per_seed"), ({"tuning": {"seeds": [1, 1]}}, "tuning.seeds")):
+        path.write_text(yaml.safe_dump({**cfg, "variants": {}, "strategies": ["golden"], **bad}))
+        with pytest.raises(SystemExit, match=f"{path}: {named}"):
+            quality.load_config(path)
+    # with a seed -> student mapping each seed's runs, headline and ablation, start from that seed's student
+    cfg = {**cfg, "seeds": [0, 1], "ablations": {"variants": ["golden-stepwise"], "regimes": ["full"], "seeds": [2]}}
+    runs = quality.planned_runs(cfg, {"full": regime}, lambda seed: tmp_path / f"student-{seed}", tmp_path, ["golden"],
+                                {"full": {"golden": {}, "golden-stepwise": {}}})  # fmt: skip
+    assert {(r.seed, r.phase, r.args["student"]) for r in runs} == {
+        (0, "final", str(tmp_path / "student-0")), (1, "final", str(tmp_path / "student-1")),
+        (2, "ablation", str(tmp_path / "student-2"))}  # fmt: skip
 
 
 def test_variants_built_on_a_base_train_with_the_bases_tuned_settings(tmp_path):
