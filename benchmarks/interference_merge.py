@@ -50,6 +50,7 @@ def merge_results(prior: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     kept_cal = sorted(prior_cal - _worlds(new.get("calibration")))
     out = dict(new)
     out["runs"] = _records(prior, new, "runs", kept)
+    out["frontier_runs"] = _records(prior, new, "frontier_runs", kept)
     out["calibration"] = _records(prior, new, "calibration", kept_cal)
     order = {w: i for i, w in enumerate(new.get("worlds") or {})}  # the family's order (by flaw rate)
     for key in PHASE_KEYS:

@@ -154,6 +154,7 @@ def build_report(fam: dict[str, Any], calibration: list[dict[str, Any]], final: 
     report = {
         "runs": runs + flops,
         "frontier": frontier_points(front),
+        "frontier_runs": front,  # every frontier run (those at the tuned rate are also in ``runs``)
         "equal_flops": equal_flops,
         "calibration": cal,
         "calibration_summary": {w: {"summary": summary(cal, w, cal_names), "vs_all": versus_baseline(cal, folders, w, cal_names)}

@@ -271,6 +271,8 @@ def test_interference_benchmark_end_to_end(benchmark_run, capsys):
     # the frontier: all at two learning rates (the tuned one is the phase diagram's own run)
     points = results["frontier"]["noisy"]["all"]
     assert [p["learning_rate"] for p in points] == [1e-3, 3e-3] and all(p["seeds"] == [0] for p in points)
+    assert sorted((r["world"], r["strategy"], r["seed"], r["learning_rate"], r["phase"]) for r in results["frontier_runs"]) == [
+        ("noisy", "all", 0, 1e-3, "frontier"), ("noisy", "all", 0, 3e-3, "frontier")]  # every run, per seed  # fmt: skip
     assert (tmp_path / "docs" / "img" / "interference-frontier.png").stat().st_size > 1000
     assert sorted((r["world"], r["strategy"], r["seed"]) for r in runs) == [
         ("clean", "all", 0), ("clean", "oracle", 0), ("noisy", "all", 0), ("noisy", "all", 1),

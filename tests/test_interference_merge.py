@@ -17,6 +17,7 @@ def _results(worlds: dict[str, float], tag: str, config: str = "configs/interfer
         "phase": {w: {"flaw_rate": x, "tag": tag} for w, x in worlds.items()},
         "headline": {w: {"mind": {"minus_all": x}} for w, x in worlds.items()},
         "equal_flops": {}, "frontier": {}, "calibration_summary": {}, "calibration_gap": {},
+        "frontier_runs": [{"world": w, "strategy": "all", "seed": 0, "tag": tag} for w in worlds],
         "tuning": {"chosen": {"clean": {}, "flaw-0.3": {}, "flaw-0.8": {}} | {w: {"all": {"learning_rate": x}} for w, x in worlds.items()},
                    "runs": [{"world": w, "tag": tag} for w in worlds]},
     }  # fmt: skip
@@ -35,6 +36,7 @@ def test_worlds_of_the_earlier_file_are_kept_and_shared_worlds_come_from_the_new
     by_world = {(r["world"], r["tag"]) for r in merged["runs"]}
     assert by_world == {("clean", "old"), ("flaw-0.3", "new"), ("flaw-0.8", "new")}
     assert len(merged["runs"]) == 6 and [r["tag"] for r in merged["calibration"]] == ["new"]
+    assert {(r["world"], r["tag"]) for r in merged["frontier_runs"]} == by_world
     assert merged["tuning"]["chosen"]["clean"] == {"all": {"learning_rate": 0.05}}
     assert merged["tuning"]["chosen"]["flaw-0.8"] == {"all": {"learning_rate": 0.81}}
     assert {(r["world"], r["tag"]) for r in merged["tuning"]["runs"]} == by_world
