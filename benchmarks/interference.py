@@ -297,7 +297,9 @@ def budget_runs(cfg: dict[str, Any], regime: Regime, students: Students, work: P
 
 def family_seeds(fam: dict[str, Any]) -> set[int]:
     """Every run seed the family's phases use (their students are built before any run)."""
-    seeds = {*tuning_seeds(fam["tuning"]), *fam["calibration"].get("seeds", [0])}
+    seeds = set(tuning_seeds(fam["tuning"]))
+    if fam["calibration"].get("worlds"):  # no calibration worlds: no calibration runs
+        seeds |= set(fam["calibration"].get("seeds", [0]))
     seeds |= {s for lst in fam["seeds"].values() for s in lst}
     for spec in (fam.get(key) for key in ("ablations", "frontier", "budgets")):
         if spec:

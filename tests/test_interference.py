@@ -104,6 +104,9 @@ def test_each_seed_starts_from_its_own_student_only_when_asked(tmp_path):
     assert fam["student_per_seed"] is True and interference.family_seeds(fam) == {0, 1, 5, 7}
     fam = interference.load_family(_family(tmp_path, student_per_seed=True, tuning={"seeds": [8, 9], "learning_rate": []}))
     assert interference.family_seeds(fam) == {0, 1, 8, 9}
+    fam = interference.load_family(_family(tmp_path, student_per_seed=True, tuning={"seeds": [8, 9], "learning_rate": []},
+                                           calibration={"worlds": [], "seeds": [3]}))  # fmt: skip
+    assert interference.family_seeds(fam) == {0, 1, 8, 9}  # no calibration worlds: its seed 3 is not needed
 
 
 def test_family_training_settings_override_the_base(tmp_path):
