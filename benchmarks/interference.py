@@ -107,6 +107,8 @@ def load_family(path: str | Path, quick: bool = False) -> dict[str, Any]:
         raise fail("worlds", "a mapping of world names to {flaw_rate: x}")
     for name, spec in fam["worlds"].items():
         _check_world(fam, name, spec, fail)
+    if "validation_questions" in fam and (type(fam["validation_questions"]) is not int or fam["validation_questions"] < 1):
+        raise fail("validation_questions", f"a positive number of questions, got {fam['validation_questions']!r}")
     if not isinstance(fam.setdefault("student_per_seed", False), bool):
         raise fail("student_per_seed", f"true or false, got {fam['student_per_seed']!r}")
     if not isinstance(fam.get("train") or {}, dict):
@@ -250,6 +252,7 @@ def world_config(fam: dict[str, Any], world: str) -> dict[str, Any]:
         else:
             cfg["train"][key] = value
     cfg["regimes"] = {fam["regime"]: cfg["regimes"][fam["regime"]]}
+    cfg["validation_questions"] = fam.get("validation_questions", cfg["validation_questions"])
     cfg["variants"] = {**copy.deepcopy(fam["variants"]), ORACLE: {"strategy": "all", "views": ",".join(clean_views(fam))}}
     cfg["strategies"] = list(fam["strategies"])
     cfg["seeds"] = list(fam["seeds"].get(world, fam["seeds"]["default"]))

@@ -68,6 +68,7 @@ def _family(tmp_path, student=None, **changes) -> str:
         ({"select_on_validation": {"pick": ["all"]}}, "select_on_validation"),
         ({"select_on_validation": {"oracle": ["all", "lowest_loss"]}}, "select_on_validation"),
         ({"student_per_seed": "yes"}, "student_per_seed"),
+        ({"validation_questions": 0}, "validation_questions"),
         ({"tuning": {"seeds": []}}, "tuning.seeds"),
         ({"tuning": {"seeds": [0, 0]}}, "tuning.seeds"),
         ({"tuning": {"seeds": "0,1"}}, "tuning.seeds"),
@@ -115,6 +116,9 @@ def test_family_training_settings_override_the_base(tmp_path):
     assert "meta_warmup_steps" not in cfg["train"] and cfg["train"]["history_every"] == 2
     assert cfg["regimes"]["paper"]["train"]["max_steps"] == 2 and "max_steps" not in cfg["train"]
     assert cfg["synthesis"]["teacher"]["per_perspective"]["stepwise"]["flaw_rate"] == 0.05
+    assert cfg["validation_questions"] == 6  # the base's, unless the family holds out another number
+    fam = interference.load_family(_family(tmp_path, validation_questions=9))
+    assert interference.world_config(fam, "clean")["validation_questions"] == 9
 
 
 def test_a_family_extends_another_stating_only_what_it_changes(tmp_path):
