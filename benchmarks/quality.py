@@ -208,9 +208,9 @@ def make_run(cfg: dict[str, Any], regime: Regime, student: Path, phase: str, str
         "data": str(regime.data),
         "validation_data": str(regime.validation),
         "student": str(student),
-        # a tuning run at one seed evaluates validation only; with ``tuning.seeds`` the tuning runs are the run seeds' own
-    # runs, evaluated on every split once and reused by the phases (the choice still reads validation only)
-    "eval_splits": "" if phase == "tune" and "seeds" not in cfg["tuning"] else ",".join(SPLITS),
+        # one-seed tuning evaluates validation only; with ``tuning.seeds`` the tuning runs are the run seeds' own runs,
+        # evaluated on every split once and reused by the phases (the choice still reads validation only)
+        "eval_splits": "" if phase == "tune" and "seeds" not in cfg["tuning"] else ",".join(SPLITS),
         "save_strategy": "no",
         "report_to": "none",
         "disable_tqdm": True,
@@ -330,7 +330,7 @@ def run_all(runs: list[Run], jobs: int, progress: Any, label: str, execute_missi
     for i, run in enumerate(runs):
         if (done := run.done()) is not None:
             done.setdefault("finished_at", run.result_file.stat().st_mtime)
-            results[i] = {**done, "phase": run.phase}  # the phase asking for it: another phase may have trained it
+            results[i] = done
             progress.advance(task)
         else:
             todo.append(i)
@@ -345,8 +345,7 @@ def run_all(runs: list[Run], jobs: int, progress: Any, label: str, execute_missi
                     busy.append(i)
                     continue
                 results[i] = r
-                r["phase"] = runs[i].phase
-                shown = f"test {r['metrics']['test']:.1%}" if "test" in r["metrics"] and r["phase"] != "tune" else ""
+                shown = f"test {r['metrics']['test']:.1%}" if "test" in r["metrics"] and runs[i].phase != "tune" else ""
                 progress.console.print(
                     f"  {label}: {r['regime']} {r['strategy']} seed {r['seed']}: validation {r['validation']:.1%}"
                     f"{', ' + shown if shown else ''} ({r['wall_seconds']:.0f} s)"
@@ -355,7 +354,8 @@ def run_all(runs: list[Run], jobs: int, progress: Any, label: str, execute_missi
         if busy:
             progress.console.print(f"  {label}: {len(busy)} run(s) being trained by another process: waiting for them")
         todo, wait = sorted(busy), True
-    return [r for r in results if r is not None]
+    # each record under the phase that asked for it: another phase (or invocation) may have trained the run
+    return [{**r, "phase": run.phase} for run, r in zip(runs, results, strict=True) if r is not None]
 
 
 # ====================================================================== tuning
